@@ -1,0 +1,259 @@
+"""The ``asymsr`` command line: one sub-command per pipeline stage.
+
+Each sub-command parses its arguments and calls one library function; no logic lives here.
+Errors that a user can fix (bad paths, corrupt files, wrong values) are printed as one
+``asymsr: error: ...`` line with exit status 2; set ``ASYMSR_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from asymsr.checkpoint import CheckpointError
+from asymsr.images import ImageReadError
+from asymsr.patches import PatchSetError
+from asymsr.training import TrainConfig, TrainingDiverged
+
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, ImageReadError, CheckpointError, PatchSetError, TrainingDiverged)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "null", "") else int(text)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from asymsr.sources import fetch
+
+    files = fetch(args.source, args.out)
+    print(f"fetched {len(files)} files from {args.source} into {args.out}")
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from asymsr.prepare import PrepareConfig, prepare
+
+    config = PrepareConfig(patch_size=args.patch_size, stride=args.stride, scales=tuple(args.scales),
+                           downsize_factors=tuple(args.downsize_factors), skip_corrupt=args.skip_corrupt,
+                           workers=args.workers)
+    manifest = prepare(args.images, args.out, config, progress=not args.quiet)
+    print(f"wrote {manifest['count']} patches to {args.out} (per scale: {manifest['counts_per_scale']}; "
+          f"skipped images: {len(manifest['skipped'])})")
+
+
+def _train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = {}
+    if args.config:
+        config_path = Path(args.config)
+        if not config_path.is_file():
+            raise FileNotFoundError(f"training config file not found: {config_path}")
+        values.update(json.loads(config_path.read_text()))
+    for spec in fields(TrainConfig):
+        given = getattr(args, spec.name, None)
+        if given is not None:
+            values[spec.name] = given
+    if args.arch_overrides:
+        values["arch_overrides"] = json.loads(args.arch_overrides)
+    return TrainConfig.from_dict(values)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from asymsr.training import train
+
+    config = _train_config_from_args(args)
+    history = train(config, args.patches, args.out, val=args.val, resume=args.resume, progress=not args.quiet)
+    last = history[-1]
+    shown = f", validation PSNR {last.val_psnr:.3f} dB" if last.val_psnr is not None else ""
+    print(f"trained {config.arch} for {last.epoch} epochs ({last.step} steps): final loss {last.loss:.6f}{shown}; "
+          f"model written to {Path(args.out) / 'model.pt'}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from asymsr.evaluation import evaluate, markdown_table
+    from asymsr.inference import load_predictor
+
+    predictor = load_predictor(args.model, device=args.device, tile=args.tile)
+    summary = evaluate(predictor, args.data, args.scales, args.out, per_image_out=args.per_image_out,
+                       table_out=args.table_out, latency=not args.no_latency, latency_size=args.latency_size,
+                       progress=not args.quiet)
+    print(markdown_table(summary, predictor.name))
+
+
+def cmd_import_weights(args: argparse.Namespace) -> None:
+    from asymsr.checkpoint import model_payload, save_checkpoint
+    from asymsr.reference_weights import load_npz_weights
+
+    model = load_npz_weights(args.weights, arch=args.arch)
+    save_checkpoint(args.out, model_payload(args.arch, model))
+    print(f"imported {args.weights} as {args.arch} into {args.out}")
+
+
+def cmd_upscale(args: argparse.Namespace) -> None:
+    from asymsr.inference import load_predictor
+    from asymsr.upscale import upscale_file
+
+    predictor = load_predictor(args.model, device=args.device, tile=args.tile)
+    written = upscale_file(args.input, args.output, args.scale, predictor)
+    print(f"wrote {written} (x{args.scale}, {predictor.name})")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from asymsr.fsutil import write_text
+    from asymsr.report import comparison_table, load_summary
+
+    labels = args.labels or [Path(path).stem for path in args.metrics]
+    if len(labels) != len(args.metrics):
+        raise ValueError(f"--labels has {len(labels)} names for {len(args.metrics)} metrics files")
+    table = comparison_table({label: load_summary(path) for label, path in zip(labels, args.metrics)})
+    if args.out:
+        write_text(args.out, table)
+    print(table)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per :class:`TrainConfig` field, so the CLI cannot drift from the config."""
+    hints = typing.get_type_hints(TrainConfig)
+    doc = TrainConfig.__doc__ or ""
+    for spec in fields(TrainConfig):
+        if spec.name == "arch_overrides":
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        default = spec.default if spec.default is not MISSING else spec.default_factory()  # type: ignore[misc]
+        help_text = _field_help(doc, spec.name) + f" (default: {default})"
+        hint = hints[spec.name]
+        if hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(hint) is typing.Literal:
+            parser.add_argument(flag, choices=typing.get_args(hint), default=None, help=help_text)
+        elif spec.name == "val_scales":
+            parser.add_argument(flag, type=_int_list, default=None, help=help_text)
+        elif hint in (int | None,):
+            parser.add_argument(flag, type=_optional_int, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=hint, default=None, help=help_text)
+    parser.add_argument("--arch-overrides", default=None, metavar="JSON",
+                        help='keyword overrides for the architecture, e.g. \'{"init": "he_fan_out"}\'')
+
+
+def _field_help(doc: str, name: str) -> str:
+    marker = f"        {name}: "
+    if marker not in doc:
+        return name
+    text = doc.split(marker, 1)[1]
+    lines = [text.split("\n", 1)[0]]
+    for line in text.split("\n")[1:]:
+        if not line.startswith("            "):
+            break
+        lines.append(line.strip())
+    return " ".join(lines).replace("``", "").replace("%", "%%")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asymsr", description="Train, evaluate and ship VDSR / Asym_VDSR super-resolution models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    fetch = command("fetch", cmd_fetch, "Materialise a dataset source (builtin:skimage/<split> or a folder) with a checksum manifest.")
+    fetch.add_argument("source", help="builtin:skimage/train, builtin:skimage/val, builtin:skimage/test, or a folder of images")
+    fetch.add_argument("--out", required=True, help="target folder (replaced atomically)")
+
+    prepare = command("prepare", cmd_prepare, "Cut HR image folders into a memory-mapped set of VDSR training patches.")
+    prepare.add_argument("images", nargs="+", help="folders of HR images")
+    prepare.add_argument("--out", required=True, help="output patch folder (replaced atomically)")
+    prepare.add_argument("--patch-size", type=int, default=41, help="patch side in pixels (default: 41)")
+    prepare.add_argument("--stride", type=int, default=41, help="step between patches in pixels (default: 41)")
+    prepare.add_argument("--scales", type=_int_list, default=[2, 3, 4], help="comma-separated scales (default: 2,3,4)")
+    prepare.add_argument("--downsize-factors", type=_float_list, default=[1.0, 0.7, 0.5],
+                         help="extra down-sized copies of each image, factors in (0, 1] (default: 1.0,0.7,0.5)")
+    prepare.add_argument("--skip-corrupt", action="store_true", help="skip unreadable images (listed in the manifest) instead of failing")
+    prepare.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: up to 2)")
+    prepare.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    train = command("train", cmd_train, "Train an architecture on a patch folder; writes checkpoint.pt, model.pt, history.json.")
+    train.add_argument("--patches", required=True, help="patch folder written by `asymsr prepare`")
+    train.add_argument("--out", required=True, help="run folder for checkpoints and history")
+    train.add_argument("--val", default=None, help="folder of held-out HR images for per-epoch validation PSNR")
+    train.add_argument("--config", default=None, help="JSON file of training settings; flags override it")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_train_options(train)
+
+    evaluate = command("evaluate", cmd_evaluate, "Score a model (or bicubic) with PSNR/SSIM on dataset folders; adds efficiency figures.")
+    evaluate.add_argument("--model", required=True, help="'bicubic' or a checkpoint (.pt) from train or import-weights")
+    evaluate.add_argument("--data", action="append", required=True, help="dataset folder; repeat for several (named by folder name)")
+    evaluate.add_argument("--scales", type=_int_list, default=[2, 3, 4], help="comma-separated scales (default: 2,3,4)")
+    evaluate.add_argument("--out", required=True, help="summary JSON")
+    evaluate.add_argument("--per-image-out", default=None, help="per-image JSON (default: <out stem>.per_image.json)")
+    evaluate.add_argument("--table-out", default=None, help="Markdown table (default: <out stem>.md)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    evaluate.add_argument("--tile", type=int, default=512, help="tile side for large images, in pixels (default: 512)")
+    evaluate.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    evaluate.add_argument("--latency-size", type=int, default=256, help="square input side for latency, in pixels (default: 256)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    weights = command("import-weights", cmd_import_weights, "Turn published VDSR weights (.npz of conv00..conv19) into a checkpoint.")
+    weights.add_argument("weights", help=".npz file of plain arrays")
+    weights.add_argument("--arch", default="vdsr", help="architecture the arrays belong to (default: vdsr)")
+    weights.add_argument("--out", required=True, help="checkpoint to write")
+
+    upscale = command("upscale", cmd_upscale, "Super-resolve an image file (luminance by the model, chroma bicubic) to PNG.")
+    upscale.add_argument("input", help="image file (PNG, JPEG, BMP, WebP, TIFF; gray or colour)")
+    upscale.add_argument("output", help="PNG file to write")
+    upscale.add_argument("--scale", type=int, required=True, help="2, 3 or 4")
+    upscale.add_argument("--model", required=True, help="'bicubic' or a checkpoint (.pt)")
+    upscale.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    upscale.add_argument("--tile", type=int, default=512, help="tile side for large images, in pixels (default: 512)")
+
+    report = command("report", cmd_report, "Compare evaluation summaries side by side (the first is the reference).")
+    report.add_argument("metrics", nargs="+", help="summary JSON files from `asymsr evaluate`")
+    report.add_argument("--labels", type=lambda text: text.split(","), default=None, help="comma-separated column names")
+    report.add_argument("--out", default=None, help="also write the Markdown table here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``asymsr`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except USER_ERRORS as error:
+        if os.environ.get("ASYMSR_DEBUG"):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"asymsr: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""``asymsr train``: train a VDSR-family network on a prepared patch set.
+
+Outputs in the run folder (all written atomically):
+
+* ``checkpoint.pt``: full training state after the last finished epoch (for ``--resume``);
+* ``model.pt``: the inference checkpoint of the final weights (what ``evaluate`` takes);
+* ``history.json``: one record per epoch (loss, validation PSNR per scale, lr, seconds).
+
+The run is deterministic on the CPU for a given seed: initial weights come from
+``torch.manual_seed(seed)`` and the batches from :func:`asymsr.patches.epoch_plan`, so a run
+resumed from ``checkpoint.pt`` ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from asymsr.checkpoint import load_checkpoint, model_payload, save_checkpoint
+from asymsr.fsutil import write_json
+from asymsr.images import list_images, read_image
+from asymsr.inference import predict_tiled, resolve_device
+from asymsr.metrics import psnr
+from asymsr.models import ARCHITECTURES, VDSR, build
+from asymsr.patches import PatchBatches, epoch_plan, read_manifest
+from asymsr.protocol import TestPair, check_scale, make_test_pair, quantize
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. Defaults follow the VDSR paper except where noted.
+
+    Attributes:
+        arch: registered architecture name (``vdsr`` or ``asym_vdsr``).
+        arch_overrides: keyword overrides for :func:`asymsr.models.build`, e.g. ``{"init": "he_fan_out"}``.
+        epochs: number of epochs (paper: 80).
+        steps_per_epoch: batches per epoch; ``None`` = one pass over all patches.
+        batch_size: patches per step (paper: 64).
+        optimizer: ``"sgd"`` (with ``momentum``, paper) or ``"adam"``.
+        lr: initial learning rate (paper: 0.1 with SGD).
+        momentum: SGD momentum (paper: 0.9); ignored by Adam.
+        weight_decay: L2 penalty (paper: 1e-4).
+        lr_step_epochs: multiply the lr by ``lr_gamma`` every this many epochs (paper: 20 and 0.1).
+        lr_gamma: multiplicative lr decay per step, in (0, 1].
+        clip_mode: ``"none"``; ``"norm"``: global gradient norm <= ``clip``; ``"adjustable"``:
+            the paper's clipping of each gradient element to [-clip/lr, clip/lr] at the current lr.
+        clip: the bound for ``clip_mode`` (> 0).
+        loss: ``"mse"`` or ``"l1"``.
+        loss_reduction: ``"mean"`` over pixels, or ``"sum"`` as the reference PyTorch VDSR does.
+        seed: seeds the initial weights and the batch order.
+        device: ``"auto"`` (CUDA if present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        amp: float16 mixed precision with gradient scaling (CUDA only; ignored on CPU).
+        channels_last: use the channels-last memory format (can be faster on GPUs).
+        workers: DataLoader worker processes (0 = load in the training process).
+        val_scales: scales used for the per-epoch validation PSNR.
+        val_crop: crop validation images to at most this many pixels per side (centre), to
+            bound validation time; ``None`` = whole images.
+    """
+
+    arch: str = "vdsr"
+    arch_overrides: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 80
+    steps_per_epoch: int | None = None
+    batch_size: int = 64
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_step_epochs: int = 20
+    lr_gamma: float = 0.1
+    clip_mode: Literal["none", "norm", "adjustable"] = "norm"
+    clip: float = 0.4
+    loss: Literal["mse", "l1"] = "mse"
+    loss_reduction: Literal["mean", "sum"] = "mean"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    workers: int = 0
+    val_scales: tuple[int, ...] = (2, 3, 4)
+    val_crop: int | None = 256
+
+    def __post_init__(self) -> None:
+        self.val_scales = tuple(self.val_scales)
+        problems = []
+        if self.arch not in ARCHITECTURES:
+            problems.append(f"arch={self.arch!r} is not one of {sorted(ARCHITECTURES)}")
+        for name in ("epochs", "batch_size", "lr_step_epochs"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)!r} must be >= 1")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            problems.append(f"steps_per_epoch={self.steps_per_epoch!r} must be >= 1 or None")
+        if not self.lr > 0:
+            problems.append(f"lr={self.lr!r} must be > 0")
+        if not 0 < self.lr_gamma <= 1:
+            problems.append(f"lr_gamma={self.lr_gamma!r} must be in (0, 1]")
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            problems.append(f"weight_decay={self.weight_decay!r} must be >= 0 and momentum={self.momentum!r} in [0, 1)")
+        choices = {"optimizer": ("sgd", "adam"), "clip_mode": ("none", "norm", "adjustable"),
+                   "loss": ("mse", "l1"), "loss_reduction": ("mean", "sum")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name}={getattr(self, name)!r} must be one of {allowed}")
+        if self.clip_mode != "none" and not self.clip > 0:
+            problems.append(f"clip={self.clip!r} must be > 0 with clip_mode={self.clip_mode!r}")
+        if self.workers < 0:
+            problems.append(f"workers={self.workers!r} must be >= 0")
+        for scale in self.val_scales:
+            try:
+                check_scale(scale)
+            except ValueError as error:
+                problems.append(f"val_scales: {error}")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping, rejecting unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys: {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON- and checkpoint-safe values."""
+        values = asdict(self)
+        values["val_scales"] = list(self.val_scales)
+        return values
+
+
+@dataclass
+class EpochResult:
+    """What one finished epoch reports (also one record of ``history.json``)."""
+
+    epoch: int
+    step: int
+    loss: float
+    lr: float
+    seconds: float
+    patches_per_second: float
+    val_psnr: float | None = None
+    val_psnr_per_scale: dict[str, float] = field(default_factory=dict)
+    val_bicubic_psnr: float | None = None
+
+
+EpochCallback = Callable[[EpochResult], None]
+
+
+def load_validation_pairs(folder: str | os.PathLike[str], scales: tuple[int, ...], crop: int | None) -> list[TestPair]:
+    """Test pairs of every image in ``folder`` at every scale, centre-cropped to ``crop`` pixels."""
+    pairs = []
+    for path in list_images(folder):
+        image = read_image(path)
+        if crop is not None:
+            top = max(0, (image.shape[0] - crop) // 2)
+            left = max(0, (image.shape[1] - crop) // 2)
+            image = image[top : top + crop, left : left + crop]
+        pairs.extend(make_test_pair(image, scale) for scale in scales)
+    return pairs
+
+
+def validation_psnr(model: nn.Module | None, pairs: list[TestPair], device: torch.device) -> dict[str, float]:
+    """Mean protocol PSNR (dB) per scale (keys ``"x2"``...) and over all pairs (key ``"mean"``).
+
+    ``model=None`` scores the bicubic input itself, the baseline that a model must beat.
+    """
+    was_training = model is not None and model.training
+    if model is not None:
+        model.eval()
+    per_scale: dict[str, list[float]] = {}
+    for pair in pairs:
+        output = pair.network_input if model is None else predict_tiled(model, pair.network_input, device)
+        per_scale.setdefault(f"x{pair.scale}", []).append(psnr(pair.hr_y, quantize(output), border=pair.scale))
+    if model is not None:
+        model.train(was_training)
+    result = {key: float(np.mean(values)) for key, values in per_scale.items()}
+    result["mean"] = float(np.mean([value for values in per_scale.values() for value in values]))
+    return result
+
+
+def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _loss_function(config: TrainConfig) -> nn.Module:
+    loss_class = nn.MSELoss if config.loss == "mse" else nn.L1Loss
+    return loss_class(reduction=config.loss_reduction)
+
+
+def _clip_gradients(config: TrainConfig, model: nn.Module, lr: float) -> None:
+    if config.clip_mode == "norm":
+        nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+    elif config.clip_mode == "adjustable":
+        nn.utils.clip_grad_value_(model.parameters(), config.clip / lr)
+
+
+def train(
+    config: TrainConfig,
+    patches: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    val: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch_end: EpochCallback | None = None,
+) -> list[EpochResult]:
+    """Train ``config.arch`` on the patch folder ``patches``; write outputs to folder ``out``.
+
+    Args:
+        val: folder of held-out HR images for the per-epoch validation PSNR (optional).
+        resume: continue from ``out/checkpoint.pt`` (its config must equal ``config``).
+        on_epoch_end: called after each epoch's checkpoint is written; may raise to stop
+            (the tuner uses it for pruning).
+
+    Returns:
+        The history: one :class:`EpochResult` per epoch, including resumed ones.
+
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite (``checkpoint.pt`` keeps the last
+            finished epoch).
+    """
+    out = Path(out)
+    manifest = read_manifest(patches)
+    device = resolve_device(config.device)
+    use_amp = config.amp and device.type == "cuda"
+    val_pairs = load_validation_pairs(val, config.val_scales, config.val_crop) if val else []
+    val_bicubic = validation_psnr(None, val_pairs, device)["mean"] if val_pairs else None
+
+    torch.manual_seed(config.seed)
+    model: VDSR = build(config.arch, **config.arch_overrides).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = _make_optimizer(config, model)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    history: list[EpochResult] = []
+    start_epoch, step = 0, 0
+    checkpoint_path = out / "checkpoint.pt"
+    if resume:
+        state = load_checkpoint(checkpoint_path)
+        if state.get("train_config") != config.to_dict():
+            raise ValueError(f"{checkpoint_path}: was written with a different training config; "
+                             f"saved {state.get('train_config')}, given {config.to_dict()}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("grad_scaler"):
+            scaler.load_state_dict(state["grad_scaler"])
+        start_epoch, step = state["epoch"], state["step"]
+        history = [EpochResult(**record) for record in state["history"]]
+    criterion = _loss_function(config)
+    model.train()
+
+    for epoch in range(start_epoch, config.epochs):
+        indices, transforms = epoch_plan(manifest["count"], config.batch_size, config.seed, epoch, config.steps_per_epoch)
+        loader = DataLoader(PatchBatches(patches, indices, transforms), batch_size=None, shuffle=False,
+                            num_workers=config.workers, pin_memory=device.type == "cuda")
+        lr = optimizer.param_groups[0]["lr"]
+        started = time.perf_counter()
+        total_loss = 0.0
+        bar = tqdm(loader, desc=f"{config.arch} epoch {epoch + 1}/{config.epochs}", unit="step", disable=not progress)
+        for batch_index, (inputs, labels) in enumerate(bar):
+            inputs = inputs.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            if config.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                loss = criterion(model(inputs).float(), labels)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {lr:g}); "
+                    f"last good checkpoint: {checkpoint_path if checkpoint_path.exists() else 'none yet'}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            _clip_gradients(config, model, lr)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            total_loss += loss.item()
+            elapsed = time.perf_counter() - started
+            bar.set_postfix(loss=f"{total_loss / (batch_index + 1):.5f}",
+                            patches_s=f"{(batch_index + 1) * config.batch_size / elapsed:.0f}")
+        bar.close()
+        seconds = time.perf_counter() - started
+        steps_done = len(indices)
+        result = EpochResult(epoch=epoch + 1, step=step, loss=total_loss / max(1, steps_done), lr=lr, seconds=seconds,
+                             patches_per_second=steps_done * config.batch_size / seconds)
+        if val_pairs:
+            scores = validation_psnr(model, val_pairs, device)
+            result.val_psnr = scores.pop("mean")
+            result.val_psnr_per_scale = scores
+            result.val_bicubic_psnr = val_bicubic
+        scheduler.step()
+        history.append(result)
+        _save_state(out, config, model, optimizer, scheduler, scaler, epoch + 1, step, history)
+        if progress:
+            shown = "" if result.val_psnr is None else (
+                f", val PSNR {result.val_psnr:.3f} dB ({result.val_psnr - val_bicubic:+.3f} vs bicubic)")
+            projected = sum(r.seconds for r in history) / len(history) * config.epochs
+            tqdm.write(f"{config.arch} epoch {epoch + 1}/{config.epochs}: loss {result.loss:.6f}{shown}, "
+                       f"{seconds:.1f} s (whole run projected at {projected / 60:.1f} min on {device})")
+        if on_epoch_end is not None:
+            on_epoch_end(result)
+    save_checkpoint(out / "model.pt", model_payload(config.arch, model))
+    return history
+
+
+def _save_state(out: Path, config: TrainConfig, model: VDSR, optimizer: torch.optim.Optimizer,
+                scheduler: Any, scaler: torch.amp.GradScaler, epoch: int, step: int,
+                history: list[EpochResult]) -> None:
+    payload = model_payload(config.arch, model)
+    payload.update({
+        "train_config": config.to_dict(),
+        "epoch": epoch,
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "history": [asdict(record) for record in history],
+    })
+    save_checkpoint(out / "checkpoint.pt", payload)
+    write_json(out / "history.json", [asdict(record) for record in history])

@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests that need ../shared (the read-only datasets and reference weights
+beside the repository) skip with a message when it is absent, so a user's clone still passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test saying what is missing."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared datasets beside the repository), which is absent")
+    return path
+
+
+def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A deterministic photo-like uint8 image: smooth gradients plus mild texture."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    layers = []
+    for _ in range(channels):
+        fx, fy, phase = rng.uniform(0.02, 0.15, 2).tolist() + [rng.uniform(0, 6)]
+        layer = 128 + 80 * np.sin(fx * x + phase) * np.cos(fy * y) + rng.normal(0, 6, (height, width))
+        layers.append(layer)
+    image = np.clip(np.stack(layers, axis=-1), 0, 255).round().astype(np.uint8)
+    return image[..., 0] if channels == 1 else image
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Three small PNGs (two RGB, one gray) in a folder named ``tiny``."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    Image.fromarray(smooth_image(96, 120, seed=1)).save(folder / "a.png")
+    Image.fromarray(smooth_image(88, 100, seed=2)).save(folder / "b.png")
+    Image.fromarray(smooth_image(90, 90, channels=1, seed=3)).save(folder / "c.png")
+    return folder

@@ -1,0 +1,46 @@
+"""The protocol check: our degradation and metrics reproduce published numbers on Set5."""
+
+import json
+
+import numpy as np
+import pytest
+
+from asymsr.cli import main
+from asymsr.images import list_images, read_image
+from asymsr.protocol import make_test_pair, modcrop, score
+from tests.conftest import shared_path
+
+BICUBIC = {2: (33.66, 0.9299), 3: (30.39, 0.8682), 4: (28.42, 0.8104)}
+REFERENCE_VDSR = {2: (37.59, 0.9591), 3: (33.75, 0.9226), 4: (31.43, 0.8849)}
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_set5_matches_vdsr_paper(scale):
+    files = list_images(shared_path("datasets", "Set5"))
+    scores = [score(pair, pair.network_input) for pair in (make_test_pair(read_image(f), scale) for f in files)]
+    assert np.mean([s["psnr"] for s in scores]) == pytest.approx(BICUBIC[scale][0], abs=0.01)
+    assert np.mean([s["ssim"] for s in scores]) == pytest.approx(BICUBIC[scale][1], abs=0.0005)
+
+
+def test_modcrop_and_input_size():
+    pair = make_test_pair(np.zeros((31, 29, 3), dtype=np.uint8), 3)
+    assert pair.hr_y.shape == pair.network_input.shape == (30, 27)
+    assert modcrop(np.zeros((8, 9)), 4).shape == (8, 8)
+
+
+@pytest.mark.slow
+def test_reference_vdsr_weights_on_set5_through_the_cli(tmp_path):
+    weights = shared_path("reference", "vdsr_reference_x234.npz")
+    set5 = shared_path("datasets", "Set5")
+    checkpoint = tmp_path / "vdsr_reference.pt"
+    assert main(["import-weights", str(weights), "--arch", "vdsr", "--out", str(checkpoint)]) == 0
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", "--model", str(checkpoint), "--data", str(set5), "--scales", "2,3,4",
+                 "--out", str(out), "--quiet", "--no-latency"]) == 0
+    summary = json.loads(out.read_text())
+    for scale, (expected_psnr, expected_ssim) in REFERENCE_VDSR.items():
+        assert summary["Set5"][f"x{scale}"]["psnr"] == pytest.approx(expected_psnr, abs=0.02)
+        assert summary["Set5"][f"x{scale}"]["ssim"] == pytest.approx(expected_ssim, abs=0.0005)
+    assert summary["efficiency"]["params"] == 664_704
+    per_image = json.loads((tmp_path / "metrics.per_image.json").read_text())
+    assert sorted(per_image["Set5"]["x4"]) == ["baby.png", "bird.png", "butterfly.png", "head.png", "woman.png"]
