@@ -44,8 +44,9 @@ def test_ssim_equals_wang_definition_as_implemented_by_scikit_image():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (60, 70)).astype(np.float64)
     b = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).round()
-    expected = structural_similarity(a[3:-3, 3:-3], b[3:-3, 3:-3], gaussian_weights=True, sigma=1.5,
-                                     use_sample_covariance=False, data_range=255)
+    expected = structural_similarity(
+        a[3:-3, 3:-3], b[3:-3, 3:-3], gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+    )
     assert ssim(a, b, border=3) == pytest.approx(expected, abs=1e-10)
     assert ssim(a, a) == pytest.approx(1.0, abs=1e-12)
     with pytest.raises(ValueError, match="11x11"):

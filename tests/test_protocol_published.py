@@ -35,8 +35,24 @@ def test_reference_vdsr_weights_on_set5_through_the_cli(tmp_path):
     checkpoint = tmp_path / "vdsr_reference.pt"
     assert main(["import-weights", str(weights), "--arch", "vdsr", "--out", str(checkpoint)]) == 0
     out = tmp_path / "metrics.json"
-    assert main(["evaluate", "--model", str(checkpoint), "--data", str(set5), "--scales", "2,3,4",
-                 "--out", str(out), "--quiet", "--no-latency"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(checkpoint),
+                "--data",
+                str(set5),
+                "--scales",
+                "2,3,4",
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-latency",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(out.read_text())
     for scale, (expected_psnr, expected_ssim) in REFERENCE_VDSR.items():
         assert summary["Set5"][f"x{scale}"]["psnr"] == pytest.approx(expected_psnr, abs=0.02)

@@ -22,7 +22,22 @@ from asymsr.upscale import upscale_file
 __version__ = "0.1.0"
 
 __all__ = [
-    "VDSR", "PrepareConfig", "TrainConfig", "architecture_names", "build", "count_parameters", "evaluate", "fuse",
-    "imresize", "load_predictor", "luminance", "make_test_pair", "prepare", "psnr", "score", "ssim", "train",
+    "VDSR",
+    "PrepareConfig",
+    "TrainConfig",
+    "architecture_names",
+    "build",
+    "count_parameters",
+    "evaluate",
+    "fuse",
+    "imresize",
+    "load_predictor",
+    "luminance",
+    "make_test_pair",
+    "prepare",
+    "psnr",
+    "score",
+    "ssim",
+    "train",
     "upscale_file",
 ]

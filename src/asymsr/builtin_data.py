@@ -14,8 +14,19 @@ import numpy as np
 from asymsr.images import write_png
 
 SPLITS: dict[str, tuple[str, ...]] = {
-    "train": ("brick", "cell", "coins", "grass", "gravel", "hubble_deep_field", "immunohistochemistry",
-              "moon", "page", "retina", "text"),
+    "train": (
+        "brick",
+        "cell",
+        "coins",
+        "grass",
+        "gravel",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "moon",
+        "page",
+        "retina",
+        "text",
+    ),
     "val": ("chelsea", "clock"),
     "test": ("astronaut", "camera", "coffee", "rocket"),
 }

@@ -38,7 +38,13 @@ def model_payload(arch: str, model: VDSR) -> dict[str, Any]:
     if arch not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {arch!r}")
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": arch, "arch_config": model.config(), "model": state}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "arch_config": model.config(),
+        "model": state,
+    }
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:

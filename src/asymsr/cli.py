@@ -22,7 +22,15 @@ from asymsr.images import ImageReadError
 from asymsr.patches import PatchSetError
 from asymsr.training import TrainConfig, TrainingDiverged
 
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, ImageReadError, CheckpointError, PatchSetError, TrainingDiverged)
+USER_ERRORS = (
+    ValueError,
+    KeyError,
+    FileNotFoundError,
+    ImageReadError,
+    CheckpointError,
+    PatchSetError,
+    TrainingDiverged,
+)
 
 
 def _int_list(text: str) -> list[int]:
@@ -56,12 +64,19 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 def cmd_prepare(args: argparse.Namespace) -> None:
     from asymsr.prepare import PrepareConfig, prepare
 
-    config = PrepareConfig(patch_size=args.patch_size, stride=args.stride, scales=tuple(args.scales),
-                           downsize_factors=tuple(args.downsize_factors), skip_corrupt=args.skip_corrupt,
-                           workers=args.workers)
+    config = PrepareConfig(
+        patch_size=args.patch_size,
+        stride=args.stride,
+        scales=tuple(args.scales),
+        downsize_factors=tuple(args.downsize_factors),
+        skip_corrupt=args.skip_corrupt,
+        workers=args.workers,
+    )
     manifest = prepare(args.images, args.out, config, progress=not args.quiet)
-    print(f"wrote {manifest['count']} patches to {args.out} (per scale: {manifest['counts_per_scale']}; "
-          f"skipped images: {len(manifest['skipped'])})")
+    print(
+        f"wrote {manifest['count']} patches to {args.out} (per scale: {manifest['counts_per_scale']}; "
+        f"skipped images: {len(manifest['skipped'])})"
+    )
 
 
 def _train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -87,8 +102,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     history = train(config, args.patches, args.out, val=args.val, resume=args.resume, progress=not args.quiet)
     last = history[-1]
     shown = f", validation PSNR {last.val_psnr:.3f} dB" if last.val_psnr is not None else ""
-    print(f"trained {config.arch} for {last.epoch} epochs ({last.step} steps): final loss {last.loss:.6f}{shown}; "
-          f"model written to {Path(args.out) / 'model.pt'}")
+    print(
+        f"trained {config.arch} for {last.epoch} epochs ({last.step} steps): final loss {last.loss:.6f}{shown}; "
+        f"model written to {Path(args.out) / 'model.pt'}"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -96,9 +113,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from asymsr.inference import load_predictor
 
     predictor = load_predictor(args.model, device=args.device, tile=args.tile)
-    summary = evaluate(predictor, args.data, args.scales, args.out, per_image_out=args.per_image_out,
-                       table_out=args.table_out, latency=not args.no_latency, latency_size=args.latency_size,
-                       progress=not args.quiet)
+    summary = evaluate(
+        predictor,
+        args.data,
+        args.scales,
+        args.out,
+        per_image_out=args.per_image_out,
+        table_out=args.table_out,
+        latency=not args.no_latency,
+        latency_size=args.latency_size,
+        progress=not args.quiet,
+    )
     print(markdown_table(summary, predictor.name))
 
 
@@ -127,7 +152,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     labels = args.labels or [Path(path).stem for path in args.metrics]
     if len(labels) != len(args.metrics):
         raise ValueError(f"--labels has {len(labels)} names for {len(args.metrics)} metrics files")
-    table = comparison_table({label: load_summary(path) for label, path in zip(labels, args.metrics)})
+    table = comparison_table({label: load_summary(path) for label, path in zip(labels, args.metrics, strict=True)})
     if args.out:
         write_text(args.out, table)
     print(table)
@@ -157,8 +182,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=_optional_int, default=None, help=help_text)
         else:
             parser.add_argument(flag, type=hint, default=None, help=help_text)
-    parser.add_argument("--arch-overrides", default=None, metavar="JSON",
-                        help='keyword overrides for the architecture, e.g. \'{"init": "he_fan_out"}\'')
+    parser.add_argument(
+        "--arch-overrides",
+        default=None,
+        metavar="JSON",
+        help='keyword overrides for the architecture, e.g. \'{"init": "he_fan_out"}\'',
+    )
 
 
 def _field_help(doc: str, name: str) -> str:
@@ -175,7 +204,9 @@ def _field_help(doc: str, name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asymsr", description="Train, evaluate and ship VDSR / Asym_VDSR super-resolution models.")
+    parser = argparse.ArgumentParser(
+        prog="asymsr", description="Train, evaluate and ship VDSR / Asym_VDSR super-resolution models."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
@@ -183,8 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    fetch = command("fetch", cmd_fetch, "Materialise a dataset source (builtin:skimage/<split> or a folder) with a checksum manifest.")
-    fetch.add_argument("source", help="builtin:skimage/train, builtin:skimage/val, builtin:skimage/test, or a folder of images")
+    fetch = command(
+        "fetch",
+        cmd_fetch,
+        "Materialise a dataset source (builtin:skimage/<split> or a folder) with a checksum manifest.",
+    )
+    fetch.add_argument(
+        "source", help="builtin:skimage/train, builtin:skimage/val, builtin:skimage/test, or a folder of images"
+    )
     fetch.add_argument("--out", required=True, help="target folder (replaced atomically)")
 
     prepare = command("prepare", cmd_prepare, "Cut HR image folders into a memory-mapped set of VDSR training patches.")
@@ -193,13 +230,23 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--patch-size", type=int, default=41, help="patch side in pixels (default: 41)")
     prepare.add_argument("--stride", type=int, default=41, help="step between patches in pixels (default: 41)")
     prepare.add_argument("--scales", type=_int_list, default=[2, 3, 4], help="comma-separated scales (default: 2,3,4)")
-    prepare.add_argument("--downsize-factors", type=_float_list, default=[1.0, 0.7, 0.5],
-                         help="extra down-sized copies of each image, factors in (0, 1] (default: 1.0,0.7,0.5)")
-    prepare.add_argument("--skip-corrupt", action="store_true", help="skip unreadable images (listed in the manifest) instead of failing")
-    prepare.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: up to 2)")
+    prepare.add_argument(
+        "--downsize-factors",
+        type=_float_list,
+        default=[1.0, 0.7, 0.5],
+        help="extra down-sized copies of each image, factors in (0, 1] (default: 1.0,0.7,0.5)",
+    )
+    prepare.add_argument(
+        "--skip-corrupt", action="store_true", help="skip unreadable images (listed in the manifest) instead of failing"
+    )
+    prepare.add_argument(
+        "--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default: up to 2)"
+    )
     prepare.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    train = command("train", cmd_train, "Train an architecture on a patch folder; writes checkpoint.pt, model.pt, history.json.")
+    train = command(
+        "train", cmd_train, "Train an architecture on a patch folder; writes checkpoint.pt, model.pt, history.json."
+    )
     train.add_argument("--patches", required=True, help="patch folder written by `asymsr prepare`")
     train.add_argument("--out", required=True, help="run folder for checkpoints and history")
     train.add_argument("--val", default=None, help="folder of held-out HR images for per-epoch validation PSNR")
@@ -208,9 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_train_options(train)
 
-    evaluate = command("evaluate", cmd_evaluate, "Score a model (or bicubic) with PSNR/SSIM on dataset folders; adds efficiency figures.")
+    evaluate = command(
+        "evaluate",
+        cmd_evaluate,
+        "Score a model (or bicubic) with PSNR/SSIM on dataset folders; adds efficiency figures.",
+    )
     evaluate.add_argument("--model", required=True, help="'bicubic' or a checkpoint (.pt) from train or import-weights")
-    evaluate.add_argument("--data", action="append", required=True, help="dataset folder; repeat for several (named by folder name)")
+    evaluate.add_argument(
+        "--data", action="append", required=True, help="dataset folder; repeat for several (named by folder name)"
+    )
     evaluate.add_argument("--scales", type=_int_list, default=[2, 3, 4], help="comma-separated scales (default: 2,3,4)")
     evaluate.add_argument("--out", required=True, help="summary JSON")
     evaluate.add_argument("--per-image-out", default=None, help="per-image JSON (default: <out stem>.per_image.json)")
@@ -218,15 +271,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     evaluate.add_argument("--tile", type=int, default=512, help="tile side for large images, in pixels (default: 512)")
     evaluate.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
-    evaluate.add_argument("--latency-size", type=int, default=256, help="square input side for latency, in pixels (default: 256)")
+    evaluate.add_argument(
+        "--latency-size", type=int, default=256, help="square input side for latency, in pixels (default: 256)"
+    )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    weights = command("import-weights", cmd_import_weights, "Turn published VDSR weights (.npz of conv00..conv19) into a checkpoint.")
+    weights = command(
+        "import-weights", cmd_import_weights, "Turn published VDSR weights (.npz of conv00..conv19) into a checkpoint."
+    )
     weights.add_argument("weights", help=".npz file of plain arrays")
     weights.add_argument("--arch", default="vdsr", help="architecture the arrays belong to (default: vdsr)")
     weights.add_argument("--out", required=True, help="checkpoint to write")
 
-    upscale = command("upscale", cmd_upscale, "Super-resolve an image file (luminance by the model, chroma bicubic) to PNG.")
+    upscale = command(
+        "upscale", cmd_upscale, "Super-resolve an image file (luminance by the model, chroma bicubic) to PNG."
+    )
     upscale.add_argument("input", help="image file (PNG, JPEG, BMP, WebP, TIFF; gray or colour)")
     upscale.add_argument("output", help="PNG file to write")
     upscale.add_argument("--scale", type=int, required=True, help="2, 3 or 4")
@@ -236,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = command("report", cmd_report, "Compare evaluation summaries side by side (the first is the reference).")
     report.add_argument("metrics", nargs="+", help="summary JSON files from `asymsr evaluate`")
-    report.add_argument("--labels", type=lambda text: text.split(","), default=None, help="comma-separated column names")
+    report.add_argument(
+        "--labels", type=lambda text: text.split(","), default=None, help="comma-separated column names"
+    )
     report.add_argument("--out", default=None, help="also write the Markdown table here")
     return parser
 

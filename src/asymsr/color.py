@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-_RGB_TO_YCBCR = np.array(
-    [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float64
-) / 255.0
+_RGB_TO_YCBCR = (
+    np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float64)
+    / 255.0
+)
 _YCBCR_OFFSET = np.array([16.0, 128.0, 128.0])
 _YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
 

@@ -43,7 +43,7 @@ def evaluate_folders(
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ValueError(f"dataset folders must have distinct names; repeated: {duplicates}")
-    files = {name: list_images(folder) for name, folder in zip(names, folders)}
+    files = {name: list_images(folder) for name, folder in zip(names, folders, strict=True)}
     total = sum(len(paths) for paths in files.values()) * len(scales)
     summary: Summary = {}
     per_image: Summary = {}
@@ -74,12 +74,17 @@ def markdown_table(summary: Summary, title: str) -> str:
             lines.append(f"| {dataset} | {scale} | {scores['psnr']:.2f} | {scores['ssim']:.4f} |")
     efficiency = summary.get("efficiency")
     if efficiency and efficiency.get("params"):
-        lines += ["", f"Parameters: {efficiency['params']:,}; inference checkpoint: {efficiency['model_bytes']:,} bytes; "
-                  f"multiply-adds per output pixel: {efficiency['macs_per_pixel']:,.0f}."]
+        lines += [
+            "",
+            f"Parameters: {efficiency['params']:,}; inference checkpoint: {efficiency['model_bytes']:,} bytes; "
+            f"multiply-adds per output pixel: {efficiency['macs_per_pixel']:,.0f}.",
+        ]
         if "latency_ms" in efficiency:
             size = "x".join(str(v) for v in efficiency["latency_input"][2:])
-            lines.append(f"Latency ({size} input, {efficiency['device']}, {efficiency['threads']} threads): "
-                         f"median {efficiency['latency_ms']:.1f} ms over {efficiency['latency_repeats']} runs.")
+            lines.append(
+                f"Latency ({size} input, {efficiency['device']}, {efficiency['threads']} threads): "
+                f"median {efficiency['latency_ms']:.1f} ms over {efficiency['latency_repeats']} runs."
+            )
     return "\n".join(lines) + "\n"
 
 

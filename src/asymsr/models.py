@@ -166,7 +166,7 @@ def fuse(model: VDSR) -> VDSR:
         kernels = [conv.weight for conv in source]
     else:
         middle = source[1:-1]
-        pairs = zip(middle[0::2], middle[1::2])
+        pairs = zip(middle[0::2], middle[1::2], strict=True)
         kernels = [source[0].weight]
         kernels += [torch.einsum("omx,miy->oiyx", w2.weight[:, :, 0, :], w1.weight[:, :, :, 0]) for w1, w2 in pairs]
         kernels.append(source[-1].weight)

@@ -34,15 +34,19 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise PatchSetError(f"{folder}: not a prepared patch folder (no manifest.json); run `asymsr prepare` first")
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format") != PATCH_FORMAT or manifest.get("format_version") != PATCH_FORMAT_VERSION:
-        raise PatchSetError(f"{manifest_path}: unsupported patch format {manifest.get('format')!r} "
-                            f"version {manifest.get('format_version')!r}")
+        raise PatchSetError(
+            f"{manifest_path}: unsupported patch format {manifest.get('format')!r} "
+            f"version {manifest.get('format_version')!r}"
+        )
     for name in ARRAYS:
         if not (folder / name).is_file():
             raise PatchSetError(f"{folder}: missing {name}")
     return manifest
 
 
-def epoch_plan(count: int, batch_size: int, seed: int, epoch: int, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def epoch_plan(
+    count: int, batch_size: int, seed: int, epoch: int, steps: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch indices (steps, batch_size) and transforms (steps, batch_size) for one epoch.
 
     Full batches only; ``steps`` limits the epoch to its first batches (default: all).

@@ -74,7 +74,9 @@ def planned_counts(height: int, width: int, config: PrepareConfig) -> dict[tuple
     """Patches per (downsize factor, scale) for an image of the given size."""
     counts = {}
     for factor in config.downsize_factors:
-        base_h, base_w = (height, width) if factor == 1 else (output_length(height, factor), output_length(width, factor))
+        base_h, base_w = (
+            (height, width) if factor == 1 else (output_length(height, factor), output_length(width, factor))
+        )
         for scale in config.scales:
             rows = _grid(base_h - base_h % scale, config.patch_size, config.stride)
             cols = _grid(base_w - base_w % scale, config.patch_size, config.stride)
@@ -142,10 +144,12 @@ def prepare(
     config = config or PrepareConfig()
     paths = [path for folder in folders for path in list_images(folder)]
     with ProcessPoolExecutor(max_workers=config.workers) as pool:
-        inspected = list(tqdm(pool.map(_inspect_or_error, paths), total=len(paths), desc="inspect", disable=not progress))
+        inspected = list(
+            tqdm(pool.map(_inspect_or_error, paths), total=len(paths), desc="inspect", disable=not progress)
+        )
         sources: list[_Source] = []
         skipped: list[dict[str, str]] = []
-        for path, result in zip(paths, inspected):
+        for path, result in zip(paths, inspected, strict=True):
             if isinstance(result, _Source):
                 sources.append(result)
             elif config.skip_corrupt:
@@ -153,13 +157,15 @@ def prepare(
             else:
                 raise ImageReadError(f"{result} (pass --skip-corrupt to skip unreadable files)")
         plans = [planned_counts(source.shape[0], source.shape[1], config) for source in sources]
-        for source, plan in zip(sources, plans):
+        for source, plan in zip(sources, plans, strict=True):
             if sum(plan.values()) == 0:
                 skipped.append({"path": source.path, "reason": f"smaller than one {config.patch_size}px patch"})
-        usable = [(source, plan) for source, plan in zip(sources, plans) if sum(plan.values()) > 0]
+        usable = [(source, plan) for source, plan in zip(sources, plans, strict=True) if sum(plan.values()) > 0]
         total = sum(sum(plan.values()) for _, plan in usable)
         if total == 0:
-            raise ValueError(f"no patches of {config.patch_size}px could be cut from {len(paths)} images in {list(folders)}")
+            raise ValueError(
+                f"no patches of {config.patch_size}px could be cut from {len(paths)} images in {list(folders)}"
+            )
         with atomic_directory(out) as staging:
             manifest = _write_patches(pool, staging, usable, total, config, skipped, progress)
     return manifest
@@ -181,7 +187,7 @@ def _write_patches(
     jobs = [(source.path, config) for source, _ in usable]
     offset = 0
     with tqdm(total=total, desc="prepare", unit="patch", disable=not progress) as bar:
-        for (source, plan), stacks in zip(usable, pool.map(_extract, jobs)):
+        for (source, plan), stacks in zip(usable, pool.map(_extract, jobs), strict=True):
             written = 0
             for scale, patch_inputs, patch_labels in stacks:
                 end = offset + len(patch_inputs)
@@ -204,7 +210,11 @@ def _write_patches(
         "patch_size": config.patch_size,
         "dtype": np.dtype(STORAGE_DTYPE).name,
         "counts_per_scale": {str(scale): per_scale.get(scale, 0) for scale in config.scales},
-        "settings": {key: value for key, value in asdict(config).items() if key != "workers"},
+        "settings": {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(config).items()
+            if key != "workers"
+        },
         "sources": [{"path": s.path, "sha256": s.sha256, "shape": list(s.shape), "mode": s.mode} for s, _ in usable],
         "skipped": skipped,
     }

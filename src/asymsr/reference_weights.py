@@ -39,7 +39,7 @@ def load_npz_weights(path: str | os.PathLike[str], arch: str = "vdsr") -> VDSR:
         if extra:
             raise ValueError(f"{path}: unexpected arrays {extra} for architecture {arch!r}")
         with torch.no_grad():
-            for key, conv in zip(expected, convs):
+            for key, conv in zip(expected, convs, strict=True):
                 array = arrays[key]
                 if tuple(array.shape) != tuple(conv.weight.shape):
                     raise ValueError(

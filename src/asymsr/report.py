@@ -51,8 +51,11 @@ def comparison_table(summaries: dict[str, dict[str, Any]]) -> str:
     lines += ["", "| model | parameters | multiply-adds / pixel | latency (ms) |", "|---|---|---|---|"]
     for label, summary in summaries.items():
         efficiency = summary["efficiency"]
-        latency = f"{efficiency['latency_ms']:.1f} ({efficiency['device']}, {efficiency['threads']} threads)" \
-            if "latency_ms" in efficiency else "-"
+        latency = (
+            f"{efficiency['latency_ms']:.1f} ({efficiency['device']}, {efficiency['threads']} threads)"
+            if "latency_ms" in efficiency
+            else "-"
+        )
         macs = f"{efficiency['macs_per_pixel']:,.0f}" if "macs_per_pixel" in efficiency else "-"
         lines.append(f"| {label} | {efficiency.get('params', 0):,} | {macs} | {latency} |")
     return "\n".join(lines) + "\n"

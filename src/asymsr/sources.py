@@ -44,7 +44,7 @@ def fetch(source: str, out: str | os.PathLike[str]) -> list[Path]:
     out = Path(out)
     with atomic_directory(out) as staging:
         if source.startswith(BUILTIN_PREFIX):
-            builtin_data.write_split(source[len(BUILTIN_PREFIX):], staging)
+            builtin_data.write_split(source[len(BUILTIN_PREFIX) :], staging)
         elif "://" in source or source.startswith("builtin:"):
             raise ValueError(f"unsupported dataset source {source!r}; use builtin:skimage/<split> or a local folder")
         else:

@@ -110,8 +110,12 @@ class TrainConfig:
             problems.append(f"lr_gamma={self.lr_gamma!r} must be in (0, 1]")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             problems.append(f"weight_decay={self.weight_decay!r} must be >= 0 and momentum={self.momentum!r} in [0, 1)")
-        choices = {"optimizer": ("sgd", "adam"), "clip_mode": ("none", "norm", "adjustable"),
-                   "loss": ("mse", "l1"), "loss_reduction": ("mean", "sum")}
+        choices = {
+            "optimizer": ("sgd", "adam"),
+            "clip_mode": ("none", "norm", "adjustable"),
+            "loss": ("mse", "l1"),
+            "loss_reduction": ("mean", "sum"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 problems.append(f"{name}={getattr(self, name)!r} must be one of {allowed}")
@@ -195,7 +199,9 @@ def validation_psnr(model: nn.Module | None, pairs: list[TestPair], device: torc
 
 def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -255,8 +261,10 @@ def train(
     if resume:
         state = load_checkpoint(checkpoint_path)
         if state.get("train_config") != config.to_dict():
-            raise ValueError(f"{checkpoint_path}: was written with a different training config; "
-                             f"saved {state.get('train_config')}, given {config.to_dict()}")
+            raise ValueError(
+                f"{checkpoint_path}: was written with a different training config; "
+                f"saved {state.get('train_config')}, given {config.to_dict()}"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -268,9 +276,16 @@ def train(
     model.train()
 
     for epoch in range(start_epoch, config.epochs):
-        indices, transforms = epoch_plan(manifest["count"], config.batch_size, config.seed, epoch, config.steps_per_epoch)
-        loader = DataLoader(PatchBatches(patches, indices, transforms), batch_size=None, shuffle=False,
-                            num_workers=config.workers, pin_memory=device.type == "cuda")
+        indices, transforms = epoch_plan(
+            manifest["count"], config.batch_size, config.seed, epoch, config.steps_per_epoch
+        )
+        loader = DataLoader(
+            PatchBatches(patches, indices, transforms),
+            batch_size=None,
+            shuffle=False,
+            num_workers=config.workers,
+            pin_memory=device.type == "cuda",
+        )
         lr = optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
         total_loss = 0.0
@@ -296,13 +311,21 @@ def train(
             step += 1
             total_loss += loss.item()
             elapsed = time.perf_counter() - started
-            bar.set_postfix(loss=f"{total_loss / (batch_index + 1):.5f}",
-                            patches_s=f"{(batch_index + 1) * config.batch_size / elapsed:.0f}")
+            bar.set_postfix(
+                loss=f"{total_loss / (batch_index + 1):.5f}",
+                patches_s=f"{(batch_index + 1) * config.batch_size / elapsed:.0f}",
+            )
         bar.close()
         seconds = time.perf_counter() - started
         steps_done = len(indices)
-        result = EpochResult(epoch=epoch + 1, step=step, loss=total_loss / max(1, steps_done), lr=lr, seconds=seconds,
-                             patches_per_second=steps_done * config.batch_size / seconds)
+        result = EpochResult(
+            epoch=epoch + 1,
+            step=step,
+            loss=total_loss / max(1, steps_done),
+            lr=lr,
+            seconds=seconds,
+            patches_per_second=steps_done * config.batch_size / seconds,
+        )
         if val_pairs:
             scores = validation_psnr(model, val_pairs, device)
             result.val_psnr = scores.pop("mean")
@@ -312,29 +335,44 @@ def train(
         history.append(result)
         _save_state(out, config, model, optimizer, scheduler, scaler, epoch + 1, step, history)
         if progress:
-            shown = "" if result.val_psnr is None else (
-                f", val PSNR {result.val_psnr:.3f} dB ({result.val_psnr - val_bicubic:+.3f} vs bicubic)")
+            shown = (
+                ""
+                if result.val_psnr is None
+                else (f", val PSNR {result.val_psnr:.3f} dB ({result.val_psnr - val_bicubic:+.3f} vs bicubic)")
+            )
             projected = sum(r.seconds for r in history) / len(history) * config.epochs
-            tqdm.write(f"{config.arch} epoch {epoch + 1}/{config.epochs}: loss {result.loss:.6f}{shown}, "
-                       f"{seconds:.1f} s (whole run projected at {projected / 60:.1f} min on {device})")
+            tqdm.write(
+                f"{config.arch} epoch {epoch + 1}/{config.epochs}: loss {result.loss:.6f}{shown}, "
+                f"{seconds:.1f} s (whole run projected at {projected / 60:.1f} min on {device})"
+            )
         if on_epoch_end is not None:
             on_epoch_end(result)
     save_checkpoint(out / "model.pt", model_payload(config.arch, model))
     return history
 
 
-def _save_state(out: Path, config: TrainConfig, model: VDSR, optimizer: torch.optim.Optimizer,
-                scheduler: Any, scaler: torch.amp.GradScaler, epoch: int, step: int,
-                history: list[EpochResult]) -> None:
+def _save_state(
+    out: Path,
+    config: TrainConfig,
+    model: VDSR,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    epoch: int,
+    step: int,
+    history: list[EpochResult],
+) -> None:
     payload = model_payload(config.arch, model)
-    payload.update({
-        "train_config": config.to_dict(),
-        "epoch": epoch,
-        "step": step,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
-        "history": [asdict(record) for record in history],
-    })
+    payload.update(
+        {
+            "train_config": config.to_dict(),
+            "epoch": epoch,
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "history": [asdict(record) for record in history],
+        }
+    )
     save_checkpoint(out / "checkpoint.pt", payload)
     write_json(out / "history.json", [asdict(record) for record in history])

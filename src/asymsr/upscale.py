@@ -35,7 +35,9 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
     return round_half_away(np.clip(values, 0.0, 255.0)).astype(np.uint8)
 
 
-def upscale_file(source: str | os.PathLike[str], target: str | os.PathLike[str], scale: int, predictor: Predictor) -> Path:
+def upscale_file(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], scale: int, predictor: Predictor
+) -> Path:
     """Read ``source``, upscale it, and write ``target`` as PNG (atomically). Returns ``target``."""
     target = Path(target)
     if target.suffix.lower() != ".png":
