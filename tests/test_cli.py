@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,9 @@ def test_every_command_has_help(capsys):
 
 
 def test_installed_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "asymsr.cli", "--help"], capture_output=True, text=True, check=True)
+    script = Path(sys.executable).with_name("asymsr")  # the console script `pip install` created
+    assert script.is_file(), f"{script} missing: install the project with `make install`"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert "evaluate" in result.stdout
 
 

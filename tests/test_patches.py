@@ -49,3 +49,19 @@ def test_missing_or_foreign_folders_are_rejected(tmp_path):
     (tmp_path / "manifest.json").write_text('{"format": "other"}')
     with pytest.raises(PatchSetError, match="unsupported patch format"):
         read_manifest(tmp_path)
+
+
+def test_loader_workers_deliver_the_same_batches(image_folder, tmp_path):
+    prepare(
+        [image_folder],
+        tmp_path / "p",
+        PrepareConfig(patch_size=21, stride=21, downsize_factors=(1.0,), workers=1),
+        progress=False,
+    )
+    indices, transforms = epoch_plan(read_manifest(tmp_path / "p")["count"], 4, seed=3, epoch=2, steps=4)
+    batches = PatchBatches(tmp_path / "p", indices, transforms)
+    direct = [batches[i] for i in range(len(batches))]
+    loaded = list(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=2))
+    assert len(loaded) == 4
+    for (a_in, a_label), (b_in, b_label) in zip(direct, loaded, strict=True):
+        assert torch.equal(a_in, b_in) and torch.equal(a_label, b_label)

@@ -101,3 +101,9 @@ def test_config_errors_name_the_key():
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="arch='srcnn'"):
         TrainConfig(arch="srcnn")
+
+
+def test_channels_last_and_l1_sum_options_train(patch_folder, tmp_path):
+    config = tiny_config(arch="vdsr", epochs=1, channels_last=True, loss="l1", loss_reduction="sum", amp=True)
+    history = train(config, patch_folder, tmp_path / "run", progress=False)  # amp is ignored on the CPU
+    assert np.isfinite(history[0].loss) and history[0].loss > 1.0  # summed over 4 x 21 x 21 pixels
