@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from asymsr.prepare import PrepareConfig, prepare
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
@@ -42,3 +44,13 @@ def image_folder(tmp_path: Path) -> Path:
     Image.fromarray(smooth_image(88, 100, seed=2)).save(folder / "b.png")
     Image.fromarray(smooth_image(90, 90, channels=1, seed=3)).save(folder / "c.png")
     return folder
+
+
+@pytest.fixture
+def patch_folder(image_folder: Path, tmp_path: Path) -> Path:
+    """Patches of 21x21 (scales 2, 3, 4, no down-sizing) cut from ``image_folder``."""
+    out = tmp_path / "patches"
+    prepare(
+        [image_folder], out, PrepareConfig(patch_size=21, stride=21, downsize_factors=(1.0,), workers=1), progress=False
+    )
+    return out

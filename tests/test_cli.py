@@ -1,4 +1,5 @@
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,11 @@ from asymsr.cli import build_parser, main
 from asymsr.models import build
 
 COMMANDS = ["fetch", "prepare", "train", "evaluate", "import-weights", "upscale", "report"]
+
+
+def cli(command: str) -> int:
+    """Run ``asymsr COMMAND`` in-process and return its exit status."""
+    return main(shlex.split(command))
 
 
 def test_every_command_has_help(capsys):
@@ -30,23 +36,7 @@ def test_installed_entry_point_runs():
 
 def test_evaluate_contract_for_bicubic(image_folder, tmp_path):
     out = tmp_path / "m" / "bicubic.json"
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                "bicubic",
-                "--data",
-                str(image_folder),
-                "--scales",
-                "2,4",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert cli(f"evaluate --model bicubic --data {image_folder} --scales 2,4 --out {out} --quiet") == 0
     summary = json.loads(out.read_text())
     assert set(summary) == {"tiny", "efficiency"}
     assert set(summary["tiny"]) == {"x2", "x4"}
@@ -61,152 +51,47 @@ def test_evaluate_contract_for_bicubic(image_folder, tmp_path):
 
 def test_train_evaluate_report_chain(image_folder, tmp_path, capsys):
     patches, run = tmp_path / "patches", tmp_path / "run"
-    assert (
-        main(
-            [
-                "prepare",
-                str(image_folder),
-                "--out",
-                str(patches),
-                "--patch-size",
-                "21",
-                "--stride",
-                "21",
-                "--downsize-factors",
-                "1.0",
-                "--workers",
-                "1",
-                "--quiet",
-            ]
-        )
-        == 0
+    prepare = f"prepare {image_folder} --out {patches} --patch-size 21 --stride 21 --downsize-factors 1.0 --workers 1"
+    assert cli(prepare + " --quiet") == 0
+    train = (
+        f"train --arch asym_vdsr --patches {patches} --out {run} --epochs 1 --steps-per-epoch 2 --batch-size 4"
+        " --optimizer adam --lr 1e-4 --device cpu --val-crop none --quiet"
     )
-    assert (
-        main(
-            [
-                "train",
-                "--arch",
-                "asym_vdsr",
-                "--patches",
-                str(patches),
-                "--out",
-                str(run),
-                "--epochs",
-                "1",
-                "--steps-per-epoch",
-                "2",
-                "--batch-size",
-                "4",
-                "--optimizer",
-                "adam",
-                "--lr",
-                "1e-4",
-                "--device",
-                "cpu",
-                "--val-crop",
-                "none",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(run / "model.pt"),
-                "--data",
-                str(image_folder),
-                "--scales",
-                "3",
-                "--out",
-                str(tmp_path / "asym.json"),
-                "--quiet",
-                "--latency-size",
-                "32",
-            ]
-        )
-        == 0
-    )
+    assert cli(train) == 0
+    evaluate = f"evaluate --data {image_folder} --scales 3 --quiet"
+    assert cli(f"{evaluate} --model {run / 'model.pt'} --out {tmp_path / 'asym.json'} --latency-size 32") == 0
     efficiency = json.loads((tmp_path / "asym.json").read_text())["efficiency"]
     assert efficiency["params"] == 443_520 and efficiency["macs_per_pixel"] == 443_520
     assert efficiency["device"] == "cpu" and efficiency["latency_ms"] > 0 and efficiency["threads"] >= 1
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                "bicubic",
-                "--data",
-                str(image_folder),
-                "--scales",
-                "3",
-                "--out",
-                str(tmp_path / "bicubic.json"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert cli(f"{evaluate} --model bicubic --out {tmp_path / 'bicubic.json'}") == 0
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "report",
-                str(tmp_path / "bicubic.json"),
-                str(tmp_path / "asym.json"),
-                "--labels",
-                "bicubic,asym",
-                "--out",
-                str(tmp_path / "report.md"),
-            ]
-        )
-        == 0
-    )
+    report = f"report {tmp_path / 'bicubic.json'} {tmp_path / 'asym.json'} --labels bicubic,asym"
+    assert cli(f"{report} --out {tmp_path / 'report.md'}") == 0
     table = (tmp_path / "report.md").read_text()
     assert "| tiny | x3 |" in table and "asym gain (dB)" in table and "| asym | 443,520 | 443,520 |" in table
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(tmp_path / "nope.pt"),
-                "--data",
-                str(tmp_path),
-                "--out",
-                str(tmp_path / "m.json"),
-            ]
-        )
-        == 2
-    )
+    assert cli(f"evaluate --model {tmp_path / 'nope.pt'} --data {tmp_path} --out {tmp_path / 'm.json'}") == 2
     assert capsys.readouterr().err.strip() == f"asymsr: error: checkpoint not found: {tmp_path / 'nope.pt'}"
-    assert (
-        main(["evaluate", "--model", "bicubic", "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "m.json")])
-        == 2
-    )
+    assert cli(f"evaluate --model bicubic --data {tmp_path / 'absent'} --out {tmp_path / 'm.json'}") == 2
     assert "image folder not found" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
-    assert main(["train", "--patches", str(tmp_path), "--out", str(tmp_path / "r"), "--lr", "-1"]) == 2
+    assert cli(f"train --patches {tmp_path} --out {tmp_path / 'r'} --lr -1") == 2
     assert "lr=-1" in capsys.readouterr().err
 
 
 def test_import_weights_names_the_bad_array(tmp_path, capsys):
-    arrays = {
-        f"conv{i:02d}": np.zeros(tuple(c.weight.shape), np.float32)
-        for i, c in enumerate(m for m in build("vdsr").body if isinstance(m, torch.nn.Conv2d))
-    }
+    convs = [m for m in build("vdsr").body if isinstance(m, torch.nn.Conv2d)]
+    arrays = {f"conv{i:02d}": np.zeros(tuple(c.weight.shape), np.float32) for i, c in enumerate(convs)}
     arrays["conv07"] = np.zeros((64, 64, 5, 5), np.float32)
     np.savez(tmp_path / "bad.npz", **arrays)
-    assert main(["import-weights", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "w.pt")]) == 2
+    assert cli(f"import-weights {tmp_path / 'bad.npz'} --out {tmp_path / 'w.pt'}") == 2
     error = capsys.readouterr().err
     assert "'conv07' has shape (64, 64, 5, 5)" in error and "needs (64, 64, 3, 3)" in error
     del arrays["conv19"]
     arrays["conv07"] = np.zeros((64, 64, 3, 3), np.float32)
     np.savez(tmp_path / "short.npz", **arrays)
-    assert main(["import-weights", str(tmp_path / "short.npz"), "--out", str(tmp_path / "w.pt")]) == 2
+    assert cli(f"import-weights {tmp_path / 'short.npz'} --out {tmp_path / 'w.pt'}") == 2
     assert "missing arrays ['conv19']" in capsys.readouterr().err
     assert not (tmp_path / "w.pt").exists()

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from asymsr.patches import PatchBatches, PatchSetError, dihedral, epoch_plan, read_manifest
-from asymsr.prepare import PrepareConfig, prepare
 
 
 def test_epoch_plan_is_deterministic_and_varies_by_epoch():
@@ -26,19 +25,13 @@ def test_dihedral_gives_the_eight_distinct_symmetries():
     assert torch.equal(results[4], patch[0].flip(-1))
 
 
-def test_batches_pair_inputs_with_labels(image_folder, tmp_path):
-    prepare(
-        [image_folder],
-        tmp_path / "p",
-        PrepareConfig(patch_size=21, stride=21, downsize_factors=(1.0,), workers=1),
-        progress=False,
-    )
-    manifest = read_manifest(tmp_path / "p")
+def test_batches_pair_inputs_with_labels(patch_folder):
+    manifest = read_manifest(patch_folder)
     indices, transforms = epoch_plan(manifest["count"], 4, seed=0, epoch=0, steps=2)
-    batches = PatchBatches(tmp_path / "p", indices, transforms)
+    batches = PatchBatches(patch_folder, indices, transforms)
     inputs, labels = batches[1]
     assert inputs.shape == labels.shape == (4, 1, 21, 21) and inputs.dtype == torch.float32
-    stored = np.load(tmp_path / "p" / "labels.npy")[indices[1, 0].item()].astype(np.float32)
+    stored = np.load(patch_folder / "labels.npy")[indices[1, 0].item()].astype(np.float32)
     expected = dihedral(torch.from_numpy(stored)[None], transforms[1, :1])[0]
     assert torch.equal(labels[0, 0], expected)
 
@@ -51,15 +44,9 @@ def test_missing_or_foreign_folders_are_rejected(tmp_path):
         read_manifest(tmp_path)
 
 
-def test_loader_workers_deliver_the_same_batches(image_folder, tmp_path):
-    prepare(
-        [image_folder],
-        tmp_path / "p",
-        PrepareConfig(patch_size=21, stride=21, downsize_factors=(1.0,), workers=1),
-        progress=False,
-    )
-    indices, transforms = epoch_plan(read_manifest(tmp_path / "p")["count"], 4, seed=3, epoch=2, steps=4)
-    batches = PatchBatches(tmp_path / "p", indices, transforms)
+def test_loader_workers_deliver_the_same_batches(patch_folder):
+    indices, transforms = epoch_plan(read_manifest(patch_folder)["count"], 4, seed=3, epoch=2, steps=4)
+    batches = PatchBatches(patch_folder, indices, transforms)
     direct = [batches[i] for i in range(len(batches))]
     loaded = list(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=2))
     assert len(loaded) == 4

@@ -5,17 +5,7 @@ import pytest
 import torch
 
 from asymsr.checkpoint import load_checkpoint, model_from_checkpoint
-from asymsr.prepare import PrepareConfig, prepare
 from asymsr.training import TrainConfig, TrainingDiverged, train
-
-
-@pytest.fixture
-def patch_folder(image_folder, tmp_path):
-    out = tmp_path / "patches"
-    prepare(
-        [image_folder], out, PrepareConfig(patch_size=21, stride=21, downsize_factors=(1.0,), workers=1), progress=False
-    )
-    return out
 
 
 def tiny_config(**overrides) -> TrainConfig:

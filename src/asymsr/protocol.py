@@ -73,10 +73,10 @@ def make_test_pair(image: np.ndarray, scale: int) -> TestPair:
     return TestPair(hr_y=hr_y, network_input=degrade(hr_y, scale), scale=scale)
 
 
-def score(pair: TestPair, output_unit: np.ndarray) -> dict[str, float]:
-    """PSNR (dB) and SSIM of a network output in [0, 1] units against ``pair.hr_y``."""
+def score(pair: TestPair, output_unit: np.ndarray, with_ssim: bool = True) -> dict[str, float]:
+    """PSNR (dB) and, unless ``with_ssim`` is false, SSIM of an output in [0, 1] units against ``pair.hr_y``."""
     estimate = quantize(output_unit)
-    return {
-        "psnr": psnr(pair.hr_y, estimate, border=pair.scale),
-        "ssim": ssim(pair.hr_y, estimate, border=pair.scale),
-    }
+    scores = {"psnr": psnr(pair.hr_y, estimate, border=pair.scale)}
+    if with_ssim:
+        scores["ssim"] = ssim(pair.hr_y, estimate, border=pair.scale)
+    return scores

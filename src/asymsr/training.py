@@ -30,10 +30,9 @@ from asymsr.checkpoint import load_checkpoint, model_payload, save_checkpoint
 from asymsr.fsutil import write_json
 from asymsr.images import list_images, read_image
 from asymsr.inference import predict_tiled, resolve_device
-from asymsr.metrics import psnr
 from asymsr.models import ARCHITECTURES, VDSR, build
 from asymsr.patches import PatchBatches, epoch_plan, read_manifest
-from asymsr.protocol import TestPair, check_scale, make_test_pair, quantize
+from asymsr.protocol import TestPair, check_scale, make_test_pair, score
 
 
 class TrainingDiverged(RuntimeError):
@@ -189,7 +188,7 @@ def validation_psnr(model: nn.Module | None, pairs: list[TestPair], device: torc
     per_scale: dict[str, list[float]] = {}
     for pair in pairs:
         output = pair.network_input if model is None else predict_tiled(model, pair.network_input, device)
-        per_scale.setdefault(f"x{pair.scale}", []).append(psnr(pair.hr_y, quantize(output), border=pair.scale))
+        per_scale.setdefault(f"x{pair.scale}", []).append(score(pair, output, with_ssim=False)["psnr"])
     if model is not None:
         model.train(was_training)
     result = {key: float(np.mean(values)) for key, values in per_scale.items()}
