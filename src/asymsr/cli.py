@@ -19,6 +19,7 @@ from typing import Any
 
 from asymsr.checkpoint import CheckpointError
 from asymsr.images import ImageReadError
+from asymsr.params import Params, PrepareParams, load_params
 from asymsr.patches import PatchSetError
 from asymsr.training import TrainConfig, TrainingDiverged
 
@@ -54,24 +55,41 @@ def _optional_int(text: str) -> int | None:
 # ---------------------------------------------------------------- commands
 
 
+def _params(args: argparse.Namespace) -> Params | None:
+    """The validated ``--params`` file, or None when the command was not given one."""
+    return load_params(args.params) if args.params else None
+
+
 def cmd_fetch(args: argparse.Namespace) -> None:
     from asymsr.sources import fetch
 
-    files = fetch(args.source, args.out)
-    print(f"fetched {len(files)} files from {args.source} into {args.out}")
+    params = _params(args)
+    if (args.source is None) == (args.dataset is None):
+        raise ValueError("give either a SOURCE or --dataset NAME (with --params)")
+    if args.dataset is not None:
+        if params is None:
+            raise ValueError("--dataset needs --params to look the source up")
+        if args.dataset not in params.datasets:
+            raise KeyError(
+                f"{args.params}: datasets.{args.dataset} is not declared; declared: {sorted(params.datasets)}"
+            )
+        source = params.datasets[args.dataset]
+    else:
+        source = args.source
+    files = fetch(source, args.out)
+    print(f"fetched {len(files)} files from {source} into {args.out}")
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from asymsr.prepare import PrepareConfig, prepare
+    from asymsr.prepare import prepare
 
-    config = PrepareConfig(
-        patch_size=args.patch_size,
-        stride=args.stride,
-        scales=tuple(args.scales),
-        downsize_factors=tuple(args.downsize_factors),
-        skip_corrupt=args.skip_corrupt,
-        workers=args.workers,
-    )
+    params = _params(args)
+    settings = params.prepare.model_dump() if params else PrepareParams().model_dump()
+    for key in ("patch_size", "stride", "scales", "downsize_factors"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    settings["skip_corrupt"] = settings["skip_corrupt"] or args.skip_corrupt
+    config = PrepareParams(**settings).config(workers=args.workers)
     manifest = prepare(args.images, args.out, config, progress=not args.quiet)
     print(
         f"wrote {manifest['count']} patches to {args.out} (per scale: {manifest['counts_per_scale']}; "
@@ -80,7 +98,12 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def _train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    params = _params(args)
     values: dict[str, Any] = {}
+    if params is not None:
+        if args.arch is None:
+            raise ValueError("--params needs --arch to pick the architecture's training block")
+        values.update(params.train.config(args.arch).to_dict())
     if args.config:
         config_path = Path(args.config)
         if not config_path.is_file():
@@ -112,16 +135,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from asymsr.evaluation import evaluate, markdown_table
     from asymsr.inference import load_predictor
 
+    params = _params(args)
+    scales = args.scales or (params.evaluate.scales if params else [2, 3, 4])
+    latency_size = args.latency_size or (params.evaluate.latency_size if params else 256)
     predictor = load_predictor(args.model, device=args.device, tile=args.tile)
     summary = evaluate(
         predictor,
         args.data,
-        args.scales,
+        scales,
         args.out,
         per_image_out=args.per_image_out,
         table_out=args.table_out,
         latency=not args.no_latency,
-        latency_size=args.latency_size,
+        latency_size=latency_size,
         progress=not args.quiet,
     )
     print(markdown_table(summary, predictor.name))
@@ -211,7 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=handler, params=None)
+        if name in ("fetch", "prepare", "train", "evaluate"):
+            sub.add_argument(
+                "--params",
+                default=None,
+                metavar="YAML",
+                help="pipeline parameters (params.yaml), validated before any work; flags override it",
+            )
         return sub
 
     fetch = command(
@@ -220,20 +253,24 @@ def build_parser() -> argparse.ArgumentParser:
         "Materialise a dataset source (builtin:skimage/<split> or a folder) with a checksum manifest.",
     )
     fetch.add_argument(
-        "source", help="builtin:skimage/train, builtin:skimage/val, builtin:skimage/test, or a folder of images"
+        "source",
+        nargs="?",
+        default=None,
+        help="builtin:skimage/train, builtin:skimage/val, builtin:skimage/test, or a folder of images",
     )
+    fetch.add_argument("--dataset", default=None, help="instead of SOURCE: the dataset of this name in --params")
     fetch.add_argument("--out", required=True, help="target folder (replaced atomically)")
 
     prepare = command("prepare", cmd_prepare, "Cut HR image folders into a memory-mapped set of VDSR training patches.")
     prepare.add_argument("images", nargs="+", help="folders of HR images")
     prepare.add_argument("--out", required=True, help="output patch folder (replaced atomically)")
-    prepare.add_argument("--patch-size", type=int, default=41, help="patch side in pixels (default: 41)")
-    prepare.add_argument("--stride", type=int, default=41, help="step between patches in pixels (default: 41)")
-    prepare.add_argument("--scales", type=_int_list, default=[2, 3, 4], help="comma-separated scales (default: 2,3,4)")
+    prepare.add_argument("--patch-size", type=int, default=None, help="patch side in pixels (default: 41)")
+    prepare.add_argument("--stride", type=int, default=None, help="step between patches in pixels (default: 41)")
+    prepare.add_argument("--scales", type=_int_list, default=None, help="comma-separated scales (default: 2,3,4)")
     prepare.add_argument(
         "--downsize-factors",
         type=_float_list,
-        default=[1.0, 0.7, 0.5],
+        default=None,
         help="extra down-sized copies of each image, factors in (0, 1] (default: 1.0,0.7,0.5)",
     )
     prepare.add_argument(
@@ -264,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--data", action="append", required=True, help="dataset folder; repeat for several (named by folder name)"
     )
-    evaluate.add_argument("--scales", type=_int_list, default=[2, 3, 4], help="comma-separated scales (default: 2,3,4)")
+    evaluate.add_argument("--scales", type=_int_list, default=None, help="comma-separated scales (default: 2,3,4)")
     evaluate.add_argument("--out", required=True, help="summary JSON")
     evaluate.add_argument("--per-image-out", default=None, help="per-image JSON (default: <out stem>.per_image.json)")
     evaluate.add_argument("--table-out", default=None, help="Markdown table (default: <out stem>.md)")
@@ -272,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tile", type=int, default=512, help="tile side for large images, in pixels (default: 512)")
     evaluate.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     evaluate.add_argument(
-        "--latency-size", type=int, default=256, help="square input side for latency, in pixels (default: 256)"
+        "--latency-size", type=int, default=None, help="square input side for latency, in pixels (default: 256)"
     )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import time
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -94,8 +96,10 @@ class TrainConfig:
     val_crop: int | None = 256
 
     def __post_init__(self) -> None:
+        problems = _type_problems(self)
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
         self.val_scales = tuple(self.val_scales)
-        problems = []
         if self.arch not in ARCHITECTURES:
             problems.append(f"arch={self.arch!r} is not one of {sorted(ARCHITECTURES)}")
         for name in ("epochs", "batch_size", "lr_step_epochs"):
@@ -144,6 +148,34 @@ class TrainConfig:
         values = asdict(self)
         values["val_scales"] = list(self.val_scales)
         return values
+
+
+def _type_problems(config: TrainConfig) -> list[str]:
+    """Fields whose value has the wrong type (ints are accepted for floats, bools never for numbers)."""
+    problems = []
+    for spec in fields(config):
+        value = getattr(config, spec.name)
+        hint = typing.get_type_hints(TrainConfig)[spec.name]
+        allowed = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
+        if not any(_matches(value, option) for option in allowed):
+            expected = hint.__name__ if isinstance(hint, type) else str(hint)
+            problems.append(f"{spec.name}={value!r} has type {type(value).__name__}, expected {expected}")
+    return problems
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return isinstance(value, str)  # the allowed values are checked with a clearer message below
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        return isinstance(value, (tuple, list)) and all(_matches(item, typing.get_args(hint)[0]) for item in value)
+    return isinstance(value, origin or hint)
 
 
 @dataclass

@@ -1,0 +1,131 @@
+"""The pipeline's ``params.yaml``: its schema, checked before any stage does work.
+
+One block per stage, as DVC expects, so that each stage lists only the keys it reads:
+
+* ``datasets``: name -> source URI (``builtin:skimage/<split>`` or a folder); ``fetch``
+  materialises each under ``data/raw/<name>``;
+* ``data``: which dataset is used for training patches, validation and the final test;
+* ``prepare``: patch extraction (:class:`asymsr.prepare.PrepareConfig` fields except workers);
+* ``train``: ``common`` settings plus one block of overrides per architecture
+  (:class:`asymsr.training.TrainConfig` fields);
+* ``evaluate``: scales and the latency input size.
+
+Any wrong key, type or value raises :class:`ParamsError` naming the key, e.g.
+``params.yaml: train.common.lr: Input should be a valid number``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from asymsr.models import ARCHITECTURES
+from asymsr.prepare import PrepareConfig
+from asymsr.training import TrainConfig
+
+
+class ParamsError(ValueError):
+    """``params.yaml`` is missing, not YAML, or breaks the schema; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class PrepareParams(_Strict):
+    """Patch extraction settings (see :class:`asymsr.prepare.PrepareConfig`)."""
+
+    patch_size: int = Field(41, ge=4)
+    stride: int = Field(41, ge=1)
+    scales: list[int] = Field(default_factory=lambda: [2, 3, 4], min_length=1)
+    downsize_factors: list[float] = Field(default_factory=lambda: [1.0, 0.7, 0.5], min_length=1)
+    skip_corrupt: bool = False
+
+    def config(self, workers: int) -> PrepareConfig:
+        return PrepareConfig(
+            patch_size=self.patch_size,
+            stride=self.stride,
+            scales=tuple(self.scales),
+            downsize_factors=tuple(self.downsize_factors),
+            skip_corrupt=self.skip_corrupt,
+            workers=workers,
+        )
+
+
+class TrainParams(_Strict):
+    """``common`` training settings and per-architecture overrides (TrainConfig fields, without ``arch``)."""
+
+    common: dict[str, Any] = Field(default_factory=dict)
+    arch: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("arch")
+    @classmethod
+    def _known_architectures(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        unknown = sorted(set(value) - set(ARCHITECTURES))
+        if unknown:
+            raise ValueError(f"unknown architectures {unknown}; known: {sorted(ARCHITECTURES)}")
+        return value
+
+    def config(self, arch: str) -> TrainConfig:
+        """The resolved :class:`TrainConfig` of ``arch`` (common settings, then its overrides)."""
+        return TrainConfig.from_dict({**self.common, **self.arch.get(arch, {}), "arch": arch})
+
+
+class EvaluateParams(_Strict):
+    scales: list[int] = Field(default_factory=lambda: [2, 3, 4], min_length=1)
+    latency_size: int = Field(256, ge=8)
+
+
+class DataRoles(_Strict):
+    """Which fetched dataset (a key of ``datasets``) plays which role."""
+
+    train: str
+    val: str
+    test: str
+
+
+class Params(_Strict):
+    """The whole ``params.yaml``."""
+
+    datasets: dict[str, str] = Field(min_length=1)
+    data: DataRoles
+    prepare: PrepareParams = Field(default_factory=PrepareParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+
+
+def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
+    """Read and validate ``path``; also resolves every architecture's TrainConfig to check it.
+
+    Raises:
+        ParamsError: with the file name and the dotted key of every problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"parameters file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML ({error})") from error
+    try:
+        params = Params.model_validate(raw if raw is not None else {})
+    except ValidationError as error:
+        problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()]
+        raise ParamsError(f"{path}: " + "; ".join(problems)) from None
+    for role, name in params.data.model_dump().items():
+        if name not in params.datasets:
+            raise ParamsError(f"{path}: data.{role}: {name!r} is not a key of datasets ({sorted(params.datasets)})")
+    for arch in ARCHITECTURES:
+        try:
+            params.train.config(arch)
+        except ValueError as error:
+            raise ParamsError(f"{path}: train (resolved for {arch}): {error}") from None
+    try:
+        params.prepare.config(workers=1)
+    except ValueError as error:
+        raise ParamsError(f"{path}: prepare: {error}") from None
+    return params

@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from asymsr.params import ParamsError, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_params(tmp_path: Path, edit) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_the_committed_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.train in params.datasets
+    assert params.train.config("asym_vdsr").arch == "asym_vdsr"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: p["train"]["common"].update(lr="fast"), r"train \(resolved for .*\): .*lr='fast' has type str"),
+        (
+            lambda p: p["train"]["common"].update(learning_rate=0.1),
+            r"unknown training config keys: \['learning_rate'\]",
+        ),
+        (lambda p: p["prepare"].update(patch_size="big"), r"prepare\.patch_size: Input should be a valid integer"),
+        (lambda p: p["prepare"].update(patchsize=41), r"prepare\.patchsize: Extra inputs are not permitted"),
+        (lambda p: p["prepare"].update(scales=[1]), r"prepare: scale must be an integer >= 2, got 1"),
+        (lambda p: p["train"]["arch"].update(srcnn={}), r"train\.arch: Value error, unknown architectures \['srcnn'\]"),
+        (lambda p: p["data"].update(val="nowhere"), r"data\.val: 'nowhere' is not a key of datasets"),
+        (lambda p: p["evaluate"].update(latency_size=2), r"evaluate\.latency_size: Input should be greater than"),
+        (lambda p: p.pop("datasets"), r"datasets: Field required"),
+    ],
+)
+def test_schema_errors_name_the_key(tmp_path, edit, message):
+    path = write_params(tmp_path, edit)
+    with pytest.raises(ParamsError, match=message):
+        load_params(path)
+
+
+def test_unreadable_params(tmp_path):
+    with pytest.raises(ParamsError, match="parameters file not found"):
+        load_params(tmp_path / "absent.yaml")
+    (tmp_path / "bad.yaml").write_text("datasets: [unclosed")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "bad.yaml")
