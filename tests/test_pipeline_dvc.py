@@ -65,7 +65,15 @@ def project(tmp_path: Path) -> Path:
 
 
 def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    environment = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }
     result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -99,6 +107,15 @@ def test_dvc_repro_end_to_end_then_no_op(project):
     status = run(["dvc", "status", "--json"], project).stdout
     changed = set(json.loads(status))
     assert changed == {"evaluate_bicubic", "evaluate@vdsr", "evaluate@asym_vdsr"}
+
+    params["evaluate"]["latency_size"] = 32
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "tiny pipeline"], project)
+    experiment = run(["dvc", "exp", "run", "-S", "evaluate.latency_size=16"], project)
+    assert "Stage 'train@vdsr' didn't change, skipping" in experiment.stdout
+    summary = json.loads((project / "metrics" / "vdsr.json").read_text())
+    assert summary["efficiency"]["latency_input"] == [1, 1, 16, 16]
 
 
 def test_wrong_parameter_fails_before_any_work(project):
