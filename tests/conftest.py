@@ -54,3 +54,24 @@ def patch_folder(image_folder: Path, tmp_path: Path) -> Path:
         [image_folder], out, PrepareConfig(patch_size=21, stride=21, downsize_factors=(1.0,), workers=1), progress=False
     )
     return out
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch):
+    """A real S3 endpoint (moto's server on 127.0.0.1) with test credentials in the environment."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": endpoint,
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    yield endpoint
+    server.stop()

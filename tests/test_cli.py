@@ -11,7 +11,7 @@ import torch
 from asymsr.cli import build_parser, main
 from asymsr.models import build
 
-COMMANDS = ["fetch", "prepare", "train", "evaluate", "import-weights", "upscale", "report"]
+COMMANDS = ["profile", "fetch", "validate", "prepare", "train", "evaluate", "import-weights", "upscale", "report"]
 
 
 def cli(command: str) -> int:

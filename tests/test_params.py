@@ -51,3 +51,17 @@ def test_unreadable_params(tmp_path):
     (tmp_path / "bad.yaml").write_text("datasets: [unclosed")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(tmp_path / "bad.yaml")
+
+
+def test_params_yaml_is_the_quick_profile_and_profiles_switch(tmp_path):
+    from asymsr.params import activate_profile
+
+    assert (REPO / "params.yaml").read_text() == (REPO / "profiles" / "quick.yaml").read_text()
+    target = tmp_path / "params.yaml"
+    activate_profile("paper", profiles=REPO / "profiles", target=target)
+    assert target.read_text() == (REPO / "profiles" / "paper.yaml").read_text()
+    paper = load_params(target)
+    assert paper.data.test == ["Set5", "Set14", "B100", "Urban100"]
+    assert paper.train.config("vdsr").epochs * paper.train.config("vdsr").steps_per_epoch * 64 == 640_000
+    with pytest.raises(ParamsError, match=r"unknown profile 'huge'; known: \['paper', 'quick'\]"):
+        activate_profile("huge", profiles=REPO / "profiles", target=target)

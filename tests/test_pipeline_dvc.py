@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ BIN = Path(sys.executable).parent
 def tiny_params(images: Path) -> dict:
     return {
         "datasets": {name: str(images / name) for name in ("tiny_train", "tiny_val", "tiny_test")},
-        "data": {"train": "tiny_train", "val": "tiny_val", "test": "tiny_test"},
+        "data": {"train": "tiny_train", "val": "tiny_val", "test": ["tiny_test"]},
+        "validate": {"min_size": 41, "expected_counts": {"tiny_train": 3}, "patch_sample": 1000},
         "prepare": {"patch_size": 21, "stride": 21, "scales": [2, 3, 4], "downsize_factors": [1.0]},
         "train": {
             "common": {
@@ -128,12 +130,16 @@ def test_wrong_parameter_fails_before_any_work(project):
     assert not (project / "data").exists() and not (project / "models").exists()
 
 
-def test_corrupt_image_stops_prepare_and_nothing_downstream_runs(project):
+def test_corrupt_image_fails_validation_and_nothing_downstream_runs(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     Path(params["datasets"]["tiny_train"], "zz_broken.png").write_bytes(b"not an image")
     result = run(["dvc", "repro"], project, check=False)
     assert result.returncode != 0
-    assert "zz_broken.png: cannot decode image" in result.stderr + result.stdout
+    output = result.stderr + result.stdout
+    assert "images tiny_train: FAILED" in output and "zz_broken.png" in output
+    report = json.loads((project / "reports" / "validation" / "tiny_train.json").read_text())
+    assert report["success"] is False
+    assert "zz_broken.png" in (project / "reports" / "validation" / "tiny_train.html").read_text()
     assert not (project / "data" / "patches").exists() and not (project / "models").exists()
 
 
@@ -146,3 +152,106 @@ def test_missing_source_folder_is_named(project):
     assert result.returncode != 0
     assert f"image folder not found: {missing}" in result.stderr + result.stdout
     assert not (project / "models").exists()
+
+
+def _tree_bytes(folder: Path) -> dict[str, bytes]:
+    """Every DVC-tracked file under ``folder`` (DVC's own .gitignore files are not outputs)."""
+    files = (path for path in sorted(folder.rglob("*")) if path.is_file() and path.name != ".gitignore")
+    return {str(path.relative_to(folder)): path.read_bytes() for path in files}
+
+
+@pytest.mark.slow
+def test_s3_remote_round_trip(project, s3_endpoint):
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="asymsr-dvc")
+    run(["dvc", "repro", "train@vdsr"], project)
+    run(["dvc", "remote", "add", "-d", "storage", "s3://asymsr-dvc/cache"], project)
+    run(["dvc", "remote", "modify", "--local", "storage", "endpointurl", s3_endpoint], project)
+    before = {name: _tree_bytes(project / name) for name in ("data", "models")}
+    run(["dvc", "push", "--with-deps", "train@vdsr"], project)
+    for name in ("data", "models", ".dvc/cache"):
+        shutil.rmtree(project / name)
+    run(["dvc", "pull", "--with-deps", "train@vdsr"], project)
+    after = {name: _tree_bytes(project / name) for name in ("data", "models")}
+    assert after == before
+    assert "models/vdsr/model.pt" in {f"models/{key}" for key in after["models"]}
+
+
+@pytest.mark.slow
+def test_paper_profile_data_path_on_the_shared_datasets(tmp_path):
+    """fetch + validate + prepare of the paper profile on the real 291 images and four test sets,
+    then the start of its training on the CPU, which must report an honest time projection."""
+    from tests.conftest import shared_path
+
+    datasets = shared_path("datasets")
+    if shutil.which("dvc", path=str(BIN)) is None:
+        pytest.skip("dvc is not installed in this environment (`make install-dev` installs it)")
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO / "dvc.yaml", root)
+    shutil.copy(REPO / ".dvcignore", root)
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    paper = (REPO / "profiles" / "paper.yaml").read_text().replace("../shared/datasets", str(datasets))
+    (root / "params.yaml").write_text(paper)
+    run(["git", "init", "-q"], root)
+    run(["dvc", "init", "-q"], root)
+
+    targets = ["validate_patches"] + [f"validate@{name}" for name in ("bsd_val10", "Set5", "Set14", "B100", "Urban100")]
+    run(["dvc", "repro", *targets], root)
+    manifest = json.loads((root / "data" / "patches" / "manifest.json").read_text())
+    assert len(manifest["sources"]) == 280 and manifest["skipped"] == []
+    assert manifest["settings"]["downsize_factors"] == [1.0, 0.7, 0.5]
+    for name, count in (
+        ("train291", 280),
+        ("bsd_val10", 10),
+        ("Set5", 5),
+        ("Set14", 14),
+        ("B100", 100),
+        ("Urban100", 100),
+    ):
+        report = json.loads((root / "reports" / "validation" / f"{name}.json").read_text())
+        assert report["success"] and report["rows"] == count, name
+    assert json.loads((root / "reports" / "validation" / "patches.json").read_text())["success"]
+    train_files = {path.name for path in (root / "data" / "raw" / "train291").iterdir()}
+    val_files = {path.name for path in (root / "data" / "raw" / "bsd_val10").iterdir()} - {
+        "MANIFEST.sha256",
+        "SOURCE.json",
+    }
+    assert len(val_files) == 10 and not val_files & train_files
+
+    environment = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+    command = [
+        "asymsr",
+        "train",
+        "--params",
+        "params.yaml",
+        "--arch",
+        "vdsr",
+        "--patches",
+        "data/patches",
+        "--val",
+        "data/raw/bsd_val10",
+        "--out",
+        "models/vdsr",
+        "--device",
+        "cpu",
+    ]
+    process = subprocess.Popen(
+        command, cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    watchdog = threading.Timer(300, process.kill)  # the projection comes after 10 steps, well within this
+    watchdog.start()
+    projection = ""
+    try:
+        for line in process.stdout:
+            if "projected at" in line:
+                projection = line
+                break
+    finally:
+        watchdog.cancel()
+        process.kill()
+        process.wait()
+    assert "vdsr: 10 steps took" in projection and "the remaining 10000 steps are projected at" in projection
+    hours = float(projection.split("projected at ")[1].split(" h")[0])
+    assert hours > 1.0  # 10,000 steps of 64 patches do not fit in an hour on a CPU

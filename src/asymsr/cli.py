@@ -19,7 +19,7 @@ from typing import Any
 
 from asymsr.checkpoint import CheckpointError
 from asymsr.images import ImageReadError
-from asymsr.params import Params, PrepareParams, load_params
+from asymsr.params import Params, PrepareParams, ValidateParams, activate_profile, load_params
 from asymsr.patches import PatchSetError
 from asymsr.training import TrainConfig, TrainingDiverged
 
@@ -80,6 +80,29 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     print(f"fetched {len(files)} files from {source} into {args.out}")
 
 
+def cmd_profile(args: argparse.Namespace) -> None:
+    target = activate_profile(args.name, profiles=args.profiles, target=args.target)
+    print(f"{target} is now profile {args.name!r} (from {Path(args.profiles) / args.name}.yaml); run `dvc repro`")
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from asymsr.validation import raise_on_failure, validate_images, validate_patches
+
+    params = _params(args)
+    settings = params.validation if params else ValidateParams()
+    folder = Path(args.folder)
+    if args.kind == "images":
+        expected = args.expected_count or settings.expected_counts.get(folder.name)
+        report = validate_images(folder, expected_count=expected, min_size=args.min_size or settings.min_size)
+    else:
+        report = validate_patches(folder, sample=args.sample or settings.patch_sample)
+    out = Path(args.out)
+    report.write(out.with_name(out.name + ".json"), out.with_name(out.name + ".html"))
+    print(report.summary())
+    print(f"report: {out}.json, {out}.html")
+    raise_on_failure(report)
+
+
 def cmd_prepare(args: argparse.Namespace) -> None:
     from asymsr.prepare import prepare
 
@@ -136,6 +159,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from asymsr.inference import load_predictor
 
     params = _params(args)
+    if args.data is None:
+        if params is None or args.data_root is None:
+            raise ValueError("give --data DIR, or --params with --data-root to evaluate on the data.test datasets")
+        args.data = [str(Path(args.data_root) / name) for name in params.data.test]
     scales = args.scales or (params.evaluate.scales if params else [2, 3, 4])
     latency_size = args.latency_size or (params.evaluate.latency_size if params else 256)
     predictor = load_predictor(args.model, device=args.device, tile=args.tile)
@@ -238,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler, params=None)
-        if name in ("fetch", "prepare", "train", "evaluate"):
+        if name in ("fetch", "validate", "prepare", "train", "evaluate"):
             sub.add_argument(
                 "--params",
                 default=None,
@@ -260,6 +287,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--dataset", default=None, help="instead of SOURCE: the dataset of this name in --params")
     fetch.add_argument("--out", required=True, help="target folder (replaced atomically)")
+
+    profile = command("profile", cmd_profile, "Switch params.yaml to a profile from profiles/ (quick, paper).")
+    profile.add_argument("name", help="profile name: a file profiles/NAME.yaml")
+    profile.add_argument("--profiles", default="profiles", help="folder of profiles (default: profiles)")
+    profile.add_argument("--target", default="params.yaml", help="parameters file to replace (default: params.yaml)")
+
+    validate = command(
+        "validate",
+        cmd_validate,
+        "Check an image folder or a patch set with Great Expectations; writes OUT.json and OUT.html, fails on error.",
+    )
+    validate.add_argument("kind", choices=("images", "patches"), help="what FOLDER holds")
+    validate.add_argument("folder", help="image folder, or patch folder written by `asymsr prepare`")
+    validate.add_argument("--out", required=True, help="report path without suffix (OUT.json and OUT.html)")
+    validate.add_argument(
+        "--expected-count",
+        type=int,
+        default=None,
+        help="images: expected number of files (default: known counts of Set5, Set14, ...)",
+    )
+    validate.add_argument("--min-size", type=int, default=None, help="images: minimum height and width (default: 41)")
+    validate.add_argument("--sample", type=int, default=None, help="patches: rows checked per patch (default: 20000)")
 
     prepare = command("prepare", cmd_prepare, "Cut HR image folders into a memory-mapped set of VDSR training patches.")
     prepare.add_argument("images", nargs="+", help="folders of HR images")
@@ -299,7 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--model", required=True, help="'bicubic' or a checkpoint (.pt) from train or import-weights")
     evaluate.add_argument(
-        "--data", action="append", required=True, help="dataset folder; repeat for several (named by folder name)"
+        "--data", action="append", default=None, help="dataset folder; repeat for several (named by folder name)"
+    )
+    evaluate.add_argument(
+        "--data-root", default=None, help="with --params and no --data: evaluate on DATA_ROOT/<name> for data.test"
     )
     evaluate.add_argument("--scales", type=_int_list, default=None, help="comma-separated scales (default: 2,3,4)")
     evaluate.add_argument("--out", required=True, help="summary JSON")

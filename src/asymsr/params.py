@@ -2,9 +2,11 @@
 
 One block per stage, as DVC expects, so that each stage lists only the keys it reads:
 
-* ``datasets``: name -> source URI (``builtin:skimage/<split>`` or a folder); ``fetch``
-  materialises each under ``data/raw/<name>``;
-* ``data``: which dataset is used for training patches, validation and the final test;
+* ``datasets``: name -> source URI, or a list of URIs merged into one folder (see
+  :mod:`asymsr.sources`); ``fetch`` materialises each under ``data/raw/<name>``;
+* ``data``: which dataset gives the training patches, which the validation images, and which
+  (one or more) are the held-out test sets;
+* ``validate``: minimum image size, expected image counts per dataset, patch sample size;
 * ``prepare``: patch extraction (:class:`asymsr.prepare.PrepareConfig` fields except workers);
 * ``train``: ``common`` settings plus one block of overrides per architecture
   (:class:`asymsr.training.TrainConfig` fields);
@@ -23,6 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from asymsr.fsutil import write_text
 from asymsr.models import ARCHITECTURES
 from asymsr.prepare import PrepareConfig
 from asymsr.training import TrainConfig
@@ -75,6 +78,14 @@ class TrainParams(_Strict):
         return TrainConfig.from_dict({**self.common, **self.arch.get(arch, {}), "arch": arch})
 
 
+class ValidateParams(_Strict):
+    """Great Expectations checks of the fetched images and the prepared patches."""
+
+    min_size: int = Field(41, ge=1)
+    expected_counts: dict[str, int] = Field(default_factory=dict)
+    patch_sample: int | None = Field(20000, ge=1)
+
+
 class EvaluateParams(_Strict):
     scales: list[int] = Field(default_factory=lambda: [2, 3, 4], min_length=1)
     latency_size: int = Field(256, ge=8)
@@ -85,14 +96,15 @@ class DataRoles(_Strict):
 
     train: str
     val: str
-    test: str
+    test: list[str] = Field(min_length=1)
 
 
 class Params(_Strict):
     """The whole ``params.yaml``."""
 
-    datasets: dict[str, str] = Field(min_length=1)
+    datasets: dict[str, str | list[str]] = Field(min_length=1)
     data: DataRoles
+    validation: ValidateParams = Field(default_factory=ValidateParams, alias="validate")  # BaseModel has .validate
     prepare: PrepareParams = Field(default_factory=PrepareParams)
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
@@ -116,9 +128,11 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
     except ValidationError as error:
         problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()]
         raise ParamsError(f"{path}: " + "; ".join(problems)) from None
-    for role, name in params.data.model_dump().items():
-        if name not in params.datasets:
-            raise ParamsError(f"{path}: data.{role}: {name!r} is not a key of datasets ({sorted(params.datasets)})")
+    roles = {"train": [params.data.train], "val": [params.data.val], "test": params.data.test}
+    for role, names in roles.items():
+        for name in names:
+            if name not in params.datasets:
+                raise ParamsError(f"{path}: data.{role}: {name!r} is not a key of datasets ({sorted(params.datasets)})")
     for arch in ARCHITECTURES:
         try:
             params.train.config(arch)
@@ -129,3 +143,20 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
     except ValueError as error:
         raise ParamsError(f"{path}: prepare: {error}") from None
     return params
+
+
+def activate_profile(
+    name: str, profiles: str | os.PathLike[str] = "profiles", target: str | os.PathLike[str] = "params.yaml"
+) -> Path:
+    """Validate ``profiles/<name>.yaml`` and copy it onto ``target`` (atomically); returns ``target``.
+
+    Raises:
+        ParamsError: unknown profile (the message lists the known ones) or an invalid one.
+    """
+    source = Path(profiles) / f"{name}.yaml"
+    if not source.is_file():
+        known = sorted(path.stem for path in Path(profiles).glob("*.yaml"))
+        raise ParamsError(f"unknown profile {name!r}; known: {known}")
+    load_params(source)
+    write_text(target, source.read_text())
+    return Path(target)

@@ -36,6 +36,8 @@ from asymsr.models import ARCHITECTURES, VDSR, build
 from asymsr.patches import PatchBatches, epoch_plan, read_manifest
 from asymsr.protocol import TestPair, check_scale, make_test_pair, score
 
+ESTIMATE_AFTER_STEPS = 10  # the first epoch reports a time projection after this many steps
+
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
@@ -346,6 +348,14 @@ def train(
                 loss=f"{total_loss / (batch_index + 1):.5f}",
                 patches_s=f"{(batch_index + 1) * config.batch_size / elapsed:.0f}",
             )
+            if progress and epoch == start_epoch and batch_index + 1 == ESTIMATE_AFTER_STEPS:
+                total_steps = len(indices) * config.epochs
+                projected = elapsed / ESTIMATE_AFTER_STEPS * (total_steps - step + ESTIMATE_AFTER_STEPS)
+                tqdm.write(
+                    f"{config.arch}: {ESTIMATE_AFTER_STEPS} steps took {elapsed:.1f} s on {device}; the remaining "
+                    f"{total_steps - step + ESTIMATE_AFTER_STEPS} steps are projected at {projected / 3600:.2f} h "
+                    "(validation not included)"
+                )
         bar.close()
         seconds = time.perf_counter() - started
         steps_done = len(indices)
