@@ -102,6 +102,16 @@ def test_archive_members_that_escape_or_link_are_rejected(http_folder, image_fol
         fetch(f"{base}/escape.zip#sha256={_pin(escaping)}", tmp_path / "out")
 
     buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        link = zipfile.ZipInfo("images/link.png")
+        link.external_attr = 0o120777 << 16  # a symbolic link, as zip stores it
+        bundle.writestr(link, "/etc/passwd")
+    zipped_link = buffer.getvalue()
+    (served / "link.zip").write_bytes(zipped_link)
+    with pytest.raises(FetchError, match="member 'images/link.png' is a link or special file"):
+        fetch(f"{base}/link.zip#sha256={_pin(zipped_link)}", tmp_path / "out")
+
+    buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as bundle:
         link = tarfile.TarInfo("images/link.png")
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"

@@ -36,9 +36,12 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from asymsr import builtin_data
@@ -236,34 +239,56 @@ def _safe_member_path(root: Path, name: str, archive: str) -> Path:
     return target
 
 
-def _unpack(archive: Path, url: str, root: Path, max_bytes: int) -> None:
+@dataclass(frozen=True)
+class _Member:
+    """One archive entry, whatever the archive format."""
+
+    name: str
+    size: int
+    kind: str  # "file", "dir", or "other" (links, devices, ...)
+    open: Callable[[], IO[bytes]]
+
+
+@contextmanager
+def _archive_members(archive: Path, url: str) -> Iterator[list[_Member]]:
+    """The entries of a zip or tar archive, readable while the context is open."""
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as bundle:
-            members = bundle.infolist()
-            if sum(member.file_size for member in members) > max_bytes:
-                raise FetchError(f"{url}: unpacks to more than the cap of {max_bytes:,} bytes")
-            for member in members:
-                target = _safe_member_path(root, member.filename, url)
-                if (member.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise FetchError(f"{url}: member {member.filename!r} is a symbolic link")
-                if not member.is_dir():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with bundle.open(member) as source, target.open("wb") as handle:
-                        shutil.copyfileobj(source, handle)
+
+            def zip_kind(info: zipfile.ZipInfo) -> str:
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    return "other"
+                return "dir" if info.is_dir() else "file"
+
+            yield [
+                _Member(info.filename, info.file_size, zip_kind(info), partial(bundle.open, info))
+                for info in bundle.infolist()
+            ]
         return
     if not tarfile.is_tarfile(archive):
         raise FetchError(f"{url}: neither a zip nor a tar archive")
     with tarfile.open(archive) as bundle:
-        members = bundle.getmembers()
+
+        def tar_kind(info: tarfile.TarInfo) -> str:
+            return "file" if info.isfile() else "dir" if info.isdir() else "other"
+
+        yield [
+            _Member(info.name, info.size, tar_kind(info), partial(bundle.extractfile, info))  # type: ignore[arg-type]
+            for info in bundle.getmembers()
+        ]
+
+
+def _unpack(archive: Path, url: str, root: Path, max_bytes: int) -> None:
+    with _archive_members(archive, url) as members:
         if sum(member.size for member in members) > max_bytes:
             raise FetchError(f"{url}: unpacks to more than the cap of {max_bytes:,} bytes")
         for member in members:
             target = _safe_member_path(root, member.name, url)
-            if not (member.isfile() or member.isdir()):
+            if member.kind == "other":
                 raise FetchError(f"{url}: member {member.name!r} is a link or special file")
-            if member.isfile():
+            if member.kind == "file":
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with bundle.extractfile(member) as source, target.open("wb") as handle:  # type: ignore[union-attr]
+                with member.open() as source, target.open("wb") as handle:
                     shutil.copyfileobj(source, handle)
 
 
