@@ -66,9 +66,15 @@ def test_train_evaluate_report_chain(image_folder, tmp_path, capsys):
     assert cli(f"{evaluate} --model bicubic --out {tmp_path / 'bicubic.json'}") == 0
     capsys.readouterr()
     report = f"report {tmp_path / 'bicubic.json'} {tmp_path / 'asym.json'} --labels bicubic,asym"
-    assert cli(f"{report} --out {tmp_path / 'report.md'}") == 0
+    assert cli(f"{report} --out {tmp_path / 'report.md'} --plot-out {tmp_path / 'gain.json'}") == 0
     table = (tmp_path / "report.md").read_text()
     assert "| tiny | x3 |" in table and "asym gain (dB)" in table and "| asym | 443,520 | 443,520 |" in table
+    rows = json.loads((tmp_path / "gain.json").read_text())
+    assert [row["case"] for row in rows] == ["asym tiny x3"]
+    bicubic = json.loads((tmp_path / "bicubic.json").read_text())["tiny"]["x3"]["psnr"]
+    asym = json.loads((tmp_path / "asym.json").read_text())["tiny"]["x3"]["psnr"]
+    assert rows[0]["psnr_gain_db"] == pytest.approx(asym - bicubic)
+    assert f"{asym - bicubic:+.2f} |" in table
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):

@@ -95,6 +95,8 @@ def test_dvc_repro_end_to_end_then_no_op(project):
         history = json.loads((project / "models" / arch / "history.json").read_text())
         assert [record["epoch"] for record in history] == [1, 2]
     assert "| tiny_test | x4 |" in (project / "reports" / "results.md").read_text()
+    gains = json.loads((project / "reports" / "psnr_gain.json").read_text())
+    assert {row["model"] for row in gains} == {"vdsr", "asym_vdsr"} and len(gains) == 6
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
     assert "metrics/asym_vdsr.json" in json.dumps(shown)
 

@@ -199,15 +199,18 @@ def cmd_upscale(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from asymsr.fsutil import write_text
-    from asymsr.report import comparison_table, load_summary
+    from asymsr.fsutil import write_json, write_text
+    from asymsr.report import comparison_table, gain_rows, load_summary
 
     labels = args.labels or [Path(path).stem for path in args.metrics]
     if len(labels) != len(args.metrics):
         raise ValueError(f"--labels has {len(labels)} names for {len(args.metrics)} metrics files")
-    table = comparison_table({label: load_summary(path) for label, path in zip(labels, args.metrics, strict=True)})
+    summaries = {label: load_summary(path) for label, path in zip(labels, args.metrics, strict=True)}
+    table = comparison_table(summaries)
     if args.out:
         write_text(args.out, table)
+    if args.plot_out:
+        write_json(args.plot_out, gain_rows(summaries))
     print(table)
 
 
@@ -388,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", type=lambda text: text.split(","), default=None, help="comma-separated column names"
     )
     report.add_argument("--out", default=None, help="also write the Markdown table here")
+    report.add_argument("--plot-out", default=None, help="also write the PSNR gains as JSON rows for `dvc plots`")
     return parser
 
 

@@ -19,6 +19,31 @@ def load_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
     return summary
 
 
+def _cases(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(dataset, scale key) pairs of a summary, in its order."""
+    return [(dataset, scale) for dataset, by_scale in summary.items() if dataset != "efficiency" for scale in by_scale]
+
+
+def gain_rows(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """PSNR gain (dB) of every labelled summary after the first over the first, per dataset and scale.
+
+    One row per (model, dataset, scale), with a ``case`` label for plots (``dvc plots``).
+    """
+    labels = list(summaries)
+    reference = summaries[labels[0]]
+    return [
+        {
+            "model": label,
+            "dataset": dataset,
+            "scale": scale,
+            "case": f"{label} {dataset} {scale}",
+            "psnr_gain_db": summaries[label][dataset][scale]["psnr"] - reference[dataset][scale]["psnr"],
+        }
+        for label in labels[1:]
+        for dataset, scale in _cases(reference)
+    ]
+
+
 def comparison_table(summaries: dict[str, dict[str, Any]]) -> str:
     """Markdown table: PSNR/SSIM of each labelled summary per dataset and scale.
 
@@ -30,20 +55,18 @@ def comparison_table(summaries: dict[str, dict[str, Any]]) -> str:
     header = ["dataset", "scale"] + [f"{label} PSNR / SSIM" for label in labels]
     header += [f"{label} gain (dB)" for label in labels[1:]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    gains: dict[str, list[float]] = {label: [] for label in labels[1:]}
-    for dataset, by_scale in reference.items():
-        if dataset == "efficiency":
-            continue
-        for scale in by_scale:
-            cells = [dataset, scale]
-            for label in labels:
-                scores = summaries[label][dataset][scale]
-                cells.append(f"{scores['psnr']:.2f} / {scores['ssim']:.4f}")
-            for label in labels[1:]:
-                gain = summaries[label][dataset][scale]["psnr"] - by_scale[scale]["psnr"]
-                gains[label].append(gain)
-                cells.append(f"{gain:+.2f}")
-            lines.append("| " + " | ".join(cells) + " |")
+    rows = gain_rows(summaries)
+    gain = {(row["model"], row["dataset"], row["scale"]): row["psnr_gain_db"] for row in rows}
+    gains: dict[str, list[float]] = {
+        label: [row["psnr_gain_db"] for row in rows if row["model"] == label] for label in labels[1:]
+    }
+    for dataset, scale in _cases(reference):
+        cells = [dataset, scale]
+        for label in labels:
+            scores = summaries[label][dataset][scale]
+            cells.append(f"{scores['psnr']:.2f} / {scores['ssim']:.4f}")
+        cells += [f"{gain[(label, dataset, scale)]:+.2f}" for label in labels[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
     if gains and all(gains.values()):
         mean_cells = ["mean gain", ""] + [""] * len(labels)
         mean_cells += [f"{sum(values) / len(values):+.2f}" for values in gains.values()]
