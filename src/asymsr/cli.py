@@ -159,16 +159,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from asymsr.inference import load_predictor
 
     params = _params(args)
-    if args.data is None:
+    folders = args.data
+    if folders is None:
         if params is None or args.data_root is None:
             raise ValueError("give --data DIR, or --params with --data-root to evaluate on the data.test datasets")
-        args.data = [str(Path(args.data_root) / name) for name in params.data.test]
+        folders = [str(Path(args.data_root) / name) for name in params.data.test]
     scales = args.scales or (params.evaluate.scales if params else [2, 3, 4])
     latency_size = args.latency_size or (params.evaluate.latency_size if params else 256)
     predictor = load_predictor(args.model, device=args.device, tile=args.tile)
     summary = evaluate(
         predictor,
-        args.data,
+        folders,
         scales,
         args.out,
         per_image_out=args.per_image_out,

@@ -155,9 +155,10 @@ class TrainConfig:
 def _type_problems(config: TrainConfig) -> list[str]:
     """Fields whose value has the wrong type (ints are accepted for floats, bools never for numbers)."""
     problems = []
+    hints = typing.get_type_hints(TrainConfig)
     for spec in fields(config):
         value = getattr(config, spec.name)
-        hint = typing.get_type_hints(TrainConfig)[spec.name]
+        hint = hints[spec.name]
         allowed = typing.get_args(hint) if typing.get_origin(hint) in (types.UnionType, typing.Union) else (hint,)
         if not any(_matches(value, option) for option in allowed):
             expected = hint.__name__ if isinstance(hint, type) else str(hint)
