@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 
-.PHONY: install install-dev run test lint clean
+.PHONY: install install-dev run test lint ui clean
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
@@ -31,8 +31,15 @@ test: install-dev
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest
 
+# The MLflow UI on the embedded store that `make run` fills (runs, curves, registry):
+# http://127.0.0.1:$(UI_PORT). A team server has its own UI: open MLFLOW_TRACKING_URI in a browser.
+UI_PORT ?= 5000
+ui: install
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+		--default-artifact-root $(CURDIR)/mlruns/artifacts --host 127.0.0.1 --port $(UI_PORT) --workers 1
+
 lint: install-dev
 	$(PY) -m ruff check src tests benchmarks
 
 clean:
-	rm -rf data models .dvc/cache .dvc/tmp
+	rm -rf data models mlruns .dvc/cache .dvc/tmp

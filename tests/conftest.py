@@ -3,13 +3,19 @@ beside the repository) skip with a message when it is absent, so a user's clone 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from asymsr import tracking
+from asymsr.evaluation import evaluate
+from asymsr.inference import load_predictor
 from asymsr.prepare import PrepareConfig, prepare
+from asymsr.registry import ArchOutputs
+from asymsr.training import TrainConfig, train
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -75,3 +81,49 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     yield endpoint
     server.stop()
+
+
+TINY = {"depth": 5, "channels": 8}  # arch_overrides for fast, structurally faithful test models
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite tracking store and registry for this test."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv(tracking.PARENT_RUN_ENV, raising=False)
+    return uri
+
+
+@pytest.fixture
+def pipeline_outputs(tmp_path: Path, patch_folder: Path, image_folder: Path) -> dict[str, ArchOutputs]:
+    """Both architectures (tiny widths) trained for a few steps and evaluated on ``image_folder``."""
+    outputs = {}
+    for arch in ("vdsr", "asym_vdsr"):
+        config = TrainConfig(
+            arch=arch,
+            arch_overrides=TINY,
+            epochs=2,
+            steps_per_epoch=2,
+            batch_size=4,
+            optimizer="adam",
+            lr=1e-3,
+            device="cpu",
+            val_crop=48,
+        )
+        run_dir = tmp_path / "models" / arch
+        train(config, patch_folder, run_dir, val=image_folder, progress=False)
+        metrics = tmp_path / "metrics" / f"{arch}.json"
+        evaluate(load_predictor(run_dir / "model.pt", device="cpu"), [image_folder], [2], metrics, progress=False)
+        outputs[arch] = ArchOutputs(arch, run_dir, metrics)
+    return outputs
+
+
+def shift_psnr(output: ArchOutputs, delta_db: float) -> None:
+    """Move every PSNR of an evaluation summary by ``delta_db`` (as if the model scored differently)."""
+    summary = json.loads(output.metrics.read_text())
+    for dataset, by_scale in summary.items():
+        if dataset != "efficiency":
+            for scores in by_scale.values():
+                scores["psnr"] += delta_db
+    output.metrics.write_text(json.dumps(summary))

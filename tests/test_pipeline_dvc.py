@@ -23,6 +23,7 @@ BIN = Path(sys.executable).parent
 
 def tiny_params(images: Path) -> dict:
     return {
+        "profile": "tiny",
         "datasets": {name: str(images / name) for name in ("tiny_train", "tiny_val", "tiny_test")},
         "data": {"train": "tiny_train", "val": "tiny_val", "test": ["tiny_test"]},
         "validate": {"min_size": 41, "expected_counts": {"tiny_train": 3}, "patch_sample": 1000},
@@ -40,6 +41,7 @@ def tiny_params(images: Path) -> dict:
             "arch": {"vdsr": {}, "asym_vdsr": {}},
         },
         "evaluate": {"scales": [2, 3, 4], "latency_size": 32},
+        "register": {"experiment": "asymsr-tiny", "max_psnr_drop": 0.2},
     }
 
 
@@ -59,6 +61,7 @@ def project(tmp_path: Path) -> Path:
     root.mkdir()
     shutil.copy(REPO / "dvc.yaml", root)
     shutil.copy(REPO / ".dvcignore", root)
+    shutil.copy(REPO / ".gitignore", root)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(images)))
     run(["git", "init", "-q"], root)
@@ -99,6 +102,9 @@ def test_dvc_repro_end_to_end_then_no_op(project):
     assert {row["model"] for row in gains} == {"vdsr", "asym_vdsr"} and len(gains) == 6
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
     assert "metrics/asym_vdsr.json" in json.dumps(shown)
+    for name in ("psnr_vs_params.png", "psnr_vs_latency.png", "visual_x4.png"):
+        assert Image.open(project / "reports" / "plots" / name).size[0] > 100
+    assert_registered(project)
 
     started = time.perf_counter()
     second = run(["dvc", "repro"], project)
@@ -120,6 +126,29 @@ def test_dvc_repro_end_to_end_then_no_op(project):
     assert "Stage 'train@vdsr' didn't change, skipping" in experiment.stdout
     summary = json.loads((project / "metrics" / "vdsr.json").read_text())
     assert summary["efficiency"]["latency_input"] == [1, 1, 16, 16]
+
+
+def assert_registered(project: Path) -> None:
+    """The local MLflow store that `dvc repro` left: both architectures logged, registered, judged."""
+    from mlflow import MlflowClient
+
+    record = json.loads((project / "reports" / "registry.json").read_text())
+    uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    parent = client.get_run(record["parent_run_id"])
+    assert parent.data.tags["profile"] == "tiny" and "git_commit" in parent.data.tags
+    assert len(parent.data.tags["dvc_data_hash"]) == len("d41d8cd98f00b204e9800998ecf8427e.dir")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(run.data.tags["asymsr.arch"] for run in children) == ["asym_vdsr", "vdsr"]
+    assert all("tiny_test_x4_psnr" in run.data.metrics for run in children)
+    version = client.get_model_version("asym_vdsr", record["versions"]["asym_vdsr"])
+    assert version.tags["decision"] == record["decision"]["label"] in ("promoted", "rejected")
+    assert version.tags["decision_reason"] == record["decision"]["reason"]
+    assert client.get_model_version("vdsr", record["versions"]["vdsr"]).tags["profile"] == "tiny"
+    artifacts = {item.path for item in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/results.md", "report/visual_x4.png"} <= artifacts
 
 
 def test_wrong_parameter_fails_before_any_work(project):

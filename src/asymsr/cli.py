@@ -21,6 +21,7 @@ from asymsr.checkpoint import CheckpointError
 from asymsr.images import ImageReadError
 from asymsr.params import Params, PrepareParams, ValidateParams, activate_profile, load_params
 from asymsr.patches import PatchSetError
+from asymsr.tracking import TrackingUnavailable
 from asymsr.training import TrainConfig, TrainingDiverged
 
 USER_ERRORS = (
@@ -31,6 +32,7 @@ USER_ERRORS = (
     CheckpointError,
     PatchSetError,
     TrainingDiverged,
+    TrackingUnavailable,
 )
 
 
@@ -142,10 +144,24 @@ def _train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from contextlib import nullcontext
+
+    from asymsr.tracking import live_training_log, parent_run_id
     from asymsr.training import train
 
     config = _train_config_from_args(args)
-    history = train(config, args.patches, args.out, val=args.val, resume=args.resume, progress=not args.quiet)
+    parent = parent_run_id(args.parent_run_id)
+    logging = live_training_log(parent, config.arch, config.to_dict()) if parent else nullcontext(None)
+    with logging as on_epoch_end:
+        history = train(
+            config,
+            args.patches,
+            args.out,
+            val=args.val,
+            resume=args.resume,
+            progress=not args.quiet,
+            on_epoch_end=on_epoch_end,
+        )
     last = history[-1]
     shown = f", validation PSNR {last.val_psnr:.3f} dB" if last.val_psnr is not None else ""
     print(
@@ -201,18 +217,90 @@ def cmd_upscale(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from asymsr.fsutil import write_json, write_text
-    from asymsr.report import comparison_table, gain_rows, load_summary
+    from asymsr.report import comparison_report, comparison_table, gain_rows, load_summary
 
     labels = args.labels or [Path(path).stem for path in args.metrics]
     if len(labels) != len(args.metrics):
         raise ValueError(f"--labels has {len(labels)} names for {len(args.metrics)} metrics files")
     summaries = {label: load_summary(path) for label, path in zip(labels, args.metrics, strict=True)}
-    table = comparison_table(summaries)
+    visual = bool(args.visual_model or args.visual_images)
+    if visual and not args.plots_dir:
+        raise ValueError("--visual-model and --visual-images need --plots-dir")
+    if visual and not (args.visual_model and args.visual_images):
+        raise ValueError("--visual-model and --visual-images must be given together")
+    if args.plots_dir:
+        base = Path(args.out).parent if args.out else Path.cwd()
+        pngs = _report_plots(args, summaries)
+        table = comparison_report(summaries, {caption: os.path.relpath(png, base) for caption, png in pngs.items()})
+    else:
+        table = comparison_table(summaries)
     if args.out:
         write_text(args.out, table)
     if args.plot_out:
         write_json(args.plot_out, gain_rows(summaries))
     print(table)
+
+
+def _report_plots(args: argparse.Namespace, summaries: dict[str, dict[str, Any]]) -> dict[str, Path]:
+    """Write the report's PNGs into ``--plots-dir``; returns caption -> file."""
+    from asymsr.images import list_images
+    from asymsr.inference import load_predictor
+    from asymsr.plots import COST_PLOTS, report_plots, summaries_with_cost
+
+    for cost, (name, _) in COST_PLOTS.items():
+        if not summaries_with_cost(summaries, cost):
+            print(f"asymsr report: no summary has {cost!r}; {name} not written", file=sys.stderr)
+    predictors = {}
+    for label, spec in args.visual_model or []:
+        if label in predictors:
+            raise ValueError(f"--visual-model label {label!r} given twice")
+        predictors[label] = load_predictor(spec, device=args.device)
+    if args.visual_count < 1:
+        raise ValueError(f"--visual-count must be >= 1, got {args.visual_count}")
+    images = list_images(args.visual_images)[: args.visual_count] if args.visual_images else []
+    return report_plots(summaries, args.plots_dir, predictors, images, args.visual_scale, args.visual_crop)
+
+
+def _label_spec(text: str) -> tuple[str, str]:
+    label, separator, spec = text.partition("=")
+    if not separator or not label or not spec:
+        raise argparse.ArgumentTypeError(f"expected LABEL=CHECKPOINT (or LABEL=bicubic), got {text!r}")
+    return label, spec
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    from asymsr.registry import ArchOutputs, RegisterSettings, register_pipeline
+    from asymsr.tracking import dvc_data_hash, git_commit, parent_run_id
+
+    if not args.params:
+        raise ValueError("register needs --params (the data.test datasets, evaluate scales and register block)")
+    params = load_params(args.params)
+    settings = RegisterSettings(**params.registry.model_dump())
+    outputs = [
+        ArchOutputs(arch, Path(args.models_root) / arch, Path(args.metrics_root) / f"{arch}.json")
+        for arch in dict.fromkeys([settings.reference, settings.candidate])
+    ]
+    tags = {
+        "git_commit": git_commit(),
+        "dvc_data_hash": dvc_data_hash(args.data_hash_of),
+        "profile": params.profile,
+    }
+    record = register_pipeline(
+        outputs,
+        settings,
+        [Path(args.data_root) / name for name in params.data.test],
+        params.evaluate.scales,
+        args.out,
+        params=params.model_dump(by_alias=True),
+        reports=args.report or [],
+        parent_run_id=parent_run_id(args.parent_run_id),
+        tags=tags,
+    )
+    versions = ", ".join(f"{arch} v{version}" for arch, version in record["versions"].items())
+    if record["unchanged"]:
+        print(f"already registered with these inputs ({versions}); nothing changed")
+    print(f"{settings.candidate}: {record['decision']['label']}: {record['decision']['reason']}")
+    print(f"registered {versions}; parent run {record['parent_run_id']}; record written to {args.out}")
 
 
 # ---------------------------------------------------------------- parser
@@ -269,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler, params=None)
-        if name in ("fetch", "validate", "prepare", "train", "evaluate"):
+        if name in ("fetch", "validate", "prepare", "train", "evaluate", "register"):
             sub.add_argument(
                 "--params",
                 default=None,
@@ -343,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", default=None, help="JSON file of training settings; flags override it")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--parent-run-id",
+        default=None,
+        help="log each epoch live to MLflow, in this parent run's child for the architecture "
+        "(default: $ASYMSR_PARENT_RUN_ID; none = no live logging)",
+    )
     _add_train_options(train)
 
     evaluate = command(
@@ -350,7 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_evaluate,
         "Score a model (or bicubic) with PSNR/SSIM on dataset folders; adds efficiency figures.",
     )
-    evaluate.add_argument("--model", required=True, help="'bicubic' or a checkpoint (.pt) from train or import-weights")
+    evaluate.add_argument(
+        "--model",
+        required=True,
+        help="'bicubic', a checkpoint (.pt) from train or import-weights, or an MLflow URI (models:/vdsr/1)",
+    )
     evaluate.add_argument(
         "--data", action="append", default=None, help="dataset folder; repeat for several (named by folder name)"
     )
@@ -382,7 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     upscale.add_argument("input", help="image file (PNG, JPEG, BMP, WebP, TIFF; gray or colour)")
     upscale.add_argument("output", help="PNG file to write")
     upscale.add_argument("--scale", type=int, required=True, help="2, 3 or 4")
-    upscale.add_argument("--model", required=True, help="'bicubic' or a checkpoint (.pt)")
+    upscale.add_argument(
+        "--model",
+        required=True,
+        help="'bicubic', a checkpoint (.pt), or an MLflow URI such as models:/asym_vdsr@champion",
+    )
     upscale.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     upscale.add_argument("--tile", type=int, default=512, help="tile side for large images, in pixels (default: 512)")
 
@@ -393,6 +495,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--out", default=None, help="also write the Markdown table here")
     report.add_argument("--plot-out", default=None, help="also write the PSNR gains as JSON rows for `dvc plots`")
+    report.add_argument(
+        "--plots-dir",
+        default=None,
+        metavar="DIR",
+        help="write psnr_vs_params.png and psnr_vs_latency.png here; --out then gets the full report with links",
+    )
+    report.add_argument(
+        "--visual-model",
+        type=_label_spec,
+        action="append",
+        default=None,
+        metavar="LABEL=CHECKPOINT",
+        help="a model for the visual comparison (repeatable, in column order; CHECKPOINT may be 'bicubic')",
+    )
+    report.add_argument(
+        "--visual-images", default=None, metavar="DIR", help="images for the visual comparison (visual_x<scale>.png)"
+    )
+    report.add_argument("--visual-count", type=int, default=3, help="first N images of DIR by name (default: 3)")
+    report.add_argument("--visual-scale", type=int, default=4, help="scale of the visual comparison (default: 4)")
+    report.add_argument("--visual-crop", type=int, default=96, help="crop side in pixels (default: 96)")
+    report.add_argument("--device", default="auto", help="device for the visual models (default: auto)")
+
+    register = command(
+        "register",
+        cmd_register,
+        "Log the pipeline run to MLflow, register both models and apply the promotion gate (needs --params).",
+    )
+    register.add_argument("--models-root", default="models", help="folder of <arch>/ run folders (default: models)")
+    register.add_argument(
+        "--metrics-root", default="metrics", help="folder of <arch>.json summaries (default: metrics)"
+    )
+    register.add_argument(
+        "--data-root", required=True, help="folder of the data.test datasets (to re-evaluate an older champion)"
+    )
+    register.add_argument(
+        "--report", action="append", default=None, help="file to log on the parent run (repeatable): report, plots"
+    )
+    register.add_argument("--out", required=True, help="JSON record of the versions and the decision")
+    register.add_argument(
+        "--parent-run-id", default=None, help="attach to this MLflow run (default: $ASYMSR_PARENT_RUN_ID, else new)"
+    )
+    register.add_argument(
+        "--data-hash-of",
+        default="data/patches",
+        help="dvc.lock output whose hash is tagged as the data version (default: data/patches)",
+    )
     return parser
 
 

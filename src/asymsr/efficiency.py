@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
 import statistics
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from asymsr.checkpoint import model_payload
-from asymsr.models import VDSR, count_parameters
+from asymsr.models import VDSR, count_parameters, fuse
 
 
 def checkpoint_bytes(arch: str, model: VDSR) -> int:
@@ -95,3 +98,31 @@ def efficiency_report(arch: str, model: VDSR, latency: bool = True, latency_size
     if latency:
         report.update(measure_latency(model, latency_size, latency_size))
     return report
+
+
+def parameters_by_layer_type(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable scalars per convolution kernel shape, e.g. ``{"conv3x3": 74_304, "conv3x1": ...}``."""
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            key = "conv{}x{}".format(*module.kernel_size)
+            counts[key] = counts.get(key, 0) + sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return counts
+
+
+def model_size_report(arch: str, model: VDSR, files: Mapping[str, str | os.PathLike[str]]) -> dict[str, Any]:
+    """Parameters per layer type and bytes: of ``files`` on disk and of both deploy forms.
+
+    ``deploy_bytes`` holds the inference checkpoint of the model as trained (``as_trained``)
+    and fused to plain 3x3 convolutions (``fused_3x3``, see :func:`asymsr.models.fuse`).
+    """
+    return {
+        "arch": arch,
+        "params": count_parameters(model),
+        "params_by_layer_type": parameters_by_layer_type(model),
+        "bytes_on_disk": {name: Path(path).stat().st_size for name, path in files.items()},
+        "deploy_bytes": {
+            "as_trained": checkpoint_bytes(arch, model),
+            "fused_3x3": checkpoint_bytes("vdsr", fuse(model)),
+        },
+    }

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from asymsr.checkpoint import load_checkpoint, model_from_checkpoint
-from asymsr.models import VDSR
+from asymsr.models import VDSR, architecture_of
 
 BICUBIC = "bicubic"
 DEFAULT_TILE = 512
+MODEL_URI_PREFIXES = ("models:/", "runs:/")  # MLflow model URIs, e.g. models:/asym_vdsr@champion
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -76,7 +77,7 @@ class Predictor:
     model: VDSR | None
     device: torch.device
     arch: str = BICUBIC
-    source: Path | None = None
+    source: str | None = None  # checkpoint path or MLflow model URI
     tile: int = DEFAULT_TILE
 
     def __call__(self, network_input: np.ndarray) -> np.ndarray:
@@ -87,15 +88,26 @@ class Predictor:
 
 
 def load_predictor(spec: str | os.PathLike[str], device: str = "auto", tile: int = DEFAULT_TILE) -> Predictor:
-    """``"bicubic"`` or a checkpoint path -> :class:`Predictor`.
+    """``"bicubic"``, a checkpoint path or an MLflow model URI -> :class:`Predictor`.
+
+    MLflow URIs (``models:/asym_vdsr@champion``, ``models:/vdsr/3``, ``runs:/<id>/model``) are
+    read from the tracking store of :func:`asymsr.tracking.tracking_uri`.
 
     Raises:
-        asymsr.checkpoint.CheckpointError: the checkpoint is missing or invalid.
+        asymsr.checkpoint.CheckpointError: the checkpoint or registered model is missing or invalid.
+        asymsr.tracking.TrackingUnavailable: the tracking server does not answer.
     """
     target = resolve_device(device)
     if str(spec) == BICUBIC:
         return Predictor(name=BICUBIC, model=None, device=target, tile=tile)
+    if str(spec).startswith(MODEL_URI_PREFIXES):
+        from asymsr.tracking import load_logged_model
+
+        model = load_logged_model(str(spec)).to(target)
+        arch = architecture_of(model)
+        return Predictor(name=arch, model=model, device=target, arch=arch, source=str(spec), tile=tile)
     path = Path(spec)
     payload = load_checkpoint(path)
     model = model_from_checkpoint(payload).to(target)
-    return Predictor(name=payload["arch"], model=model, device=target, arch=payload["arch"], source=path, tile=tile)
+    arch = payload["arch"]
+    return Predictor(name=arch, model=model, device=target, arch=arch, source=str(path), tile=tile)

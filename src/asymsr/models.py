@@ -144,6 +144,14 @@ def build(name: str, **overrides: Any) -> VDSR:
     return VDSR(**kwargs)
 
 
+def architecture_of(model: VDSR) -> str:
+    """The registered name whose block type ``model`` has (``vdsr`` or ``asym_vdsr``)."""
+    for name, kwargs in ARCHITECTURES.items():
+        if kwargs["block"] == model.block:
+            return name
+    raise KeyError(f"no registered architecture has block type {model.block!r}")
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars in ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -10,7 +10,9 @@ One block per stage, as DVC expects, so that each stage lists only the keys it r
 * ``prepare``: patch extraction (:class:`asymsr.prepare.PrepareConfig` fields except workers);
 * ``train``: ``common`` settings plus one block of overrides per architecture
   (:class:`asymsr.training.TrainConfig` fields);
-* ``evaluate``: scales and the latency input size.
+* ``evaluate``: scales and the latency input size;
+* ``register``: the MLflow experiment and the promotion gate (:class:`asymsr.registry.RegisterSettings`);
+* ``profile``: the profile's name, recorded as a tag on every MLflow run.
 
 Any wrong key, type or value raises :class:`ParamsError` naming the key, e.g.
 ``params.yaml: train.common.lr: Input should be a valid number``.
@@ -91,6 +93,23 @@ class EvaluateParams(_Strict):
     latency_size: int = Field(256, ge=8)
 
 
+class RegisterParams(_Strict):
+    """MLflow experiment and promotion gate (see :class:`asymsr.registry.RegisterSettings`)."""
+
+    experiment: str = Field("asymsr", min_length=1)
+    candidate: str = "asym_vdsr"
+    reference: str = "vdsr"
+    max_psnr_drop: float = Field(0.2, ge=0)
+    use_stages: bool = False
+
+    @field_validator("candidate", "reference")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        if value not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {value!r}; known: {sorted(ARCHITECTURES)}")
+        return value
+
+
 class DataRoles(_Strict):
     """Which fetched dataset (a key of ``datasets``) plays which role."""
 
@@ -102,12 +121,14 @@ class DataRoles(_Strict):
 class Params(_Strict):
     """The whole ``params.yaml``."""
 
+    profile: str = "custom"
     datasets: dict[str, str | list[str]] = Field(min_length=1)
     data: DataRoles
     validation: ValidateParams = Field(default_factory=ValidateParams, alias="validate")  # BaseModel has .validate
     prepare: PrepareParams = Field(default_factory=PrepareParams)
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    registry: RegisterParams = Field(default_factory=RegisterParams, alias="register")  # ABCMeta has .register
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:

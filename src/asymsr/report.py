@@ -82,3 +82,82 @@ def comparison_table(summaries: dict[str, dict[str, Any]]) -> str:
         macs = f"{efficiency['macs_per_pixel']:,.0f}" if "macs_per_pixel" in efficiency else "-"
         lines.append(f"| {label} | {efficiency.get('params', 0):,} | {macs} | {latency} |")
     return "\n".join(lines) + "\n"
+
+
+# Published PSNR (dB) / SSIM on the Y channel with ``scale`` pixels shaved per border, from
+# Kim, Lee, Lee, "Accurate Image Super-Resolution Using Very Deep Convolutional Networks"
+# (CVPR 2016), as copied in ../shared/PAPER.md: {dataset: {scale: {method: (PSNR, SSIM)}}}.
+PUBLISHED: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
+    "Set5": {
+        "x2": {"bicubic": (33.66, 0.9299), "vdsr": (37.53, 0.9587)},
+        "x3": {"bicubic": (30.39, 0.8682), "vdsr": (33.66, 0.9213)},
+        "x4": {"bicubic": (28.42, 0.8104), "vdsr": (31.35, 0.8838)},
+    },
+    "Set14": {
+        "x2": {"bicubic": (30.24, 0.8688), "vdsr": (33.03, 0.9124)},
+        "x3": {"bicubic": (27.55, 0.7742), "vdsr": (29.77, 0.8314)},
+        "x4": {"bicubic": (26.00, 0.7027), "vdsr": (28.01, 0.7674)},
+    },
+    "B100": {
+        "x2": {"bicubic": (29.56, 0.8431), "vdsr": (31.90, 0.8960)},
+        "x3": {"bicubic": (27.21, 0.7385), "vdsr": (28.82, 0.7976)},
+        "x4": {"bicubic": (25.96, 0.6675), "vdsr": (27.29, 0.7251)},
+    },
+    "Urban100": {
+        "x2": {"bicubic": (26.88, 0.8403), "vdsr": (30.76, 0.9140)},
+        "x3": {"bicubic": (24.46, 0.7349), "vdsr": (27.14, 0.8279)},
+        "x4": {"bicubic": (23.14, 0.6577), "vdsr": (25.18, 0.7524)},
+    },
+}
+
+
+def published_table(datasets: list[str]) -> str:
+    """Markdown table of the VDSR paper's bicubic and VDSR PSNR (dB) / SSIM for ``datasets``.
+
+    Only Set5, Set14, B100 and Urban100 (exact folder names) have published figures; the
+    others are named in a one-line note. The datasets keep their order in ``datasets``.
+    """
+    names = list(dict.fromkeys(datasets))
+    known = [name for name in names if name in PUBLISHED]
+    unknown = [name for name in names if name not in PUBLISHED]
+    lines: list[str] = []
+    if known:
+        lines += [
+            "Published by Kim et al. (VDSR, CVPR 2016), Y channel, border = scale:",
+            "",
+            "| dataset | scale | bicubic PSNR / SSIM | VDSR PSNR / SSIM |",
+            "|---|---|---|---|",
+        ]
+        for name in known:
+            for scale, methods in PUBLISHED[name].items():
+                cells = [f"{psnr_db:.2f} / {ssim_value:.4f}" for psnr_db, ssim_value in methods.values()]
+                lines.append(f"| {name} | {scale} | " + " | ".join(cells) + " |")
+    if unknown:
+        if lines:
+            lines.append("")
+        lines.append(f"No published figures for: {', '.join(unknown)}.")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_report(summaries: dict[str, dict[str, Any]], plots: dict[str, str]) -> str:
+    """Full Markdown comparison: measured table, published figures, and links to plots.
+
+    ``plots`` maps a caption to an image path relative to the Markdown file's folder, in the
+    order the images should appear.
+    """
+    datasets = list(dict.fromkeys(dataset for summary in summaries.values() for dataset, _ in _cases(summary)))
+    sections = [
+        f"# Comparison: {' vs '.join(summaries)}",
+        "",
+        "## Measured",
+        "",
+        comparison_table(summaries),
+        "## Published",
+        "",
+        published_table(datasets),
+    ]
+    if plots:
+        sections += ["## Plots", ""]
+        for caption, path in plots.items():
+            sections += [f"![{caption}]({Path(path).as_posix()})", ""]
+    return "\n".join(sections).rstrip("\n") + "\n"
