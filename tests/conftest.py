@@ -4,6 +4,8 @@ beside the repository) skip with a message when it is absent, so a user's clone 
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +129,23 @@ def shift_psnr(output: ArchOutputs, delta_db: float) -> None:
             for scores in by_scale.values():
                 scores["psnr"] += delta_db
     output.metrics.write_text(json.dumps(summary))
+
+
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A new, empty database on the local PostgreSQL server; dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(dbname="postgres", connect_timeout=5, autocommit=True, **POSTGRES)
+    except psycopg.OperationalError as error:
+        pytest.skip(f"needs PostgreSQL on 127.0.0.1:5432 with user postgres (trust auth): {error}")
+    name = f"asymsr_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()

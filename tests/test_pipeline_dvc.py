@@ -28,6 +28,12 @@ def tiny_params(images: Path) -> dict:
         "data": {"train": "tiny_train", "val": "tiny_val", "test": ["tiny_test"]},
         "validate": {"min_size": 41, "expected_counts": {"tiny_train": 3}, "patch_sample": 1000},
         "prepare": {"patch_size": 21, "stride": 21, "scales": [2, 3, 4], "downsize_factors": [1.0]},
+        "tune": {
+            "trials": 2,
+            "epochs": 2,
+            "steps_per_epoch": 2,
+            "space": {"common": {"lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True}}},
+        },
         "train": {
             "common": {
                 "epochs": 2,
@@ -143,6 +149,20 @@ def assert_registered(project: Path) -> None:
     )
     assert sorted(run.data.tags["asymsr.arch"] for run in children) == ["asym_vdsr", "vdsr"]
     assert all("tiny_test_x4_psnr" in run.data.metrics for run in children)
+    for child in children:  # pipeline -> architecture -> its study's run -> the trials
+        tuned = client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{child.info.run_id}'"
+        )
+        assert [run.data.tags["asymsr.role"] for run in tuned] == ["tuning"]
+        assert child.data.tags["tuning_study"] == tuned[0].data.tags["optuna.study"]
+        trials = client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{tuned[0].info.run_id}'"
+        )
+        assert sorted(run.data.tags["optuna.trial"] for run in trials) == ["0", "1"]
+        best = json.loads(
+            (project / "reports" / "tune" / child.data.tags["asymsr.arch"] / "best_params.json").read_text()
+        )
+        assert float(child.data.params["lr"]) == best["lr"]
     version = client.get_model_version("asym_vdsr", record["versions"]["asym_vdsr"])
     assert version.tags["decision"] == record["decision"]["label"] in ("promoted", "rejected")
     assert version.tags["decision_reason"] == record["decision"]["reason"]

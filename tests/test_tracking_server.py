@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,26 +18,7 @@ import pytest
 from asymsr import tracking
 from asymsr.registry import CHAMPION, ArchOutputs, RegisterSettings, register_pipeline
 
-psycopg = pytest.importorskip("psycopg")
 pytest.importorskip("mlflow")
-
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-
-
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A new, empty database on the local PostgreSQL server; dropped afterwards."""
-    try:
-        admin = psycopg.connect(dbname="postgres", connect_timeout=5, autocommit=True, **POSTGRES)
-    except psycopg.OperationalError as error:
-        pytest.skip(f"needs PostgreSQL on 127.0.0.1:5432 with user postgres (trust auth): {error}")
-    name = f"asymsr_test_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
 
 
 def free_port() -> int:

@@ -170,6 +170,37 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    from asymsr.tracking import parent_run_id
+    from asymsr.tuning import settings_from_params, tune
+
+    if not args.params:
+        raise ValueError("tune needs --params (the tune block and the architecture's training config)")
+    params = load_params(args.params)
+    block = params.tune.model_dump()
+    for key in ("trials", "storage", "timeout_s"):
+        if getattr(args, key) is not None:
+            block[key] = getattr(args, key)
+    settings = settings_from_params(block, args.arch)
+    summary = tune(
+        args.arch,
+        params.train.config(args.arch),
+        settings,
+        args.patches,
+        args.val,
+        args.out,
+        workers=args.workers or params.tune.workers,
+        experiment=params.registry.experiment,
+        parent_run_id=parent_run_id(args.parent_run_id),
+    )
+    states = ", ".join(f"{count} {state.lower()}" for state, count in summary["states"].items())
+    print(
+        f"study {summary['study']}: {summary['counted']} of {summary['trials']} trials ({states}); "
+        f"best trial {summary['best_trial']}: validation PSNR {summary['best_value_db']:.3f} dB with "
+        f"{summary['best_params']}; written to {Path(args.out) / 'best_params.json'}"
+    )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from asymsr.evaluation import evaluate, markdown_table
     from asymsr.inference import load_predictor
@@ -276,10 +307,12 @@ def cmd_register(args: argparse.Namespace) -> None:
         raise ValueError("register needs --params (the data.test datasets, evaluate scales and register block)")
     params = load_params(args.params)
     settings = RegisterSettings(**params.registry.model_dump())
-    outputs = [
-        ArchOutputs(arch, Path(args.models_root) / arch, Path(args.metrics_root) / f"{arch}.json")
-        for arch in dict.fromkeys([settings.reference, settings.candidate])
-    ]
+    outputs = []
+    for arch in dict.fromkeys([settings.reference, settings.candidate]):
+        study = Path(args.tune_root) / arch / "study.json"
+        tuning = study if study.is_file() else None
+        metrics = Path(args.metrics_root) / f"{arch}.json"
+        outputs.append(ArchOutputs(arch, Path(args.models_root) / arch, metrics, tuning))
     tags = {
         "git_commit": git_commit(),
         "dvc_data_hash": dvc_data_hash(args.data_hash_of),
@@ -357,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, handler: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler, params=None)
-        if name in ("fetch", "validate", "prepare", "train", "evaluate", "register"):
+        if name in ("fetch", "validate", "prepare", "tune", "train", "evaluate", "register"):
             sub.add_argument(
                 "--params",
                 default=None,
@@ -438,6 +471,31 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $ASYMSR_PARENT_RUN_ID; none = no live logging)",
     )
     _add_train_options(train)
+
+    tune_parser = command(
+        "tune",
+        cmd_tune,
+        "Search an architecture's training hyper-parameters with Optuna (resumable; parallel workers share the study).",
+    )
+    tune_parser.add_argument("--arch", required=True, help="architecture whose study to run")
+    tune_parser.add_argument("--patches", required=True, help="patch folder written by `asymsr prepare`")
+    tune_parser.add_argument("--val", required=True, help="validation images: the objective (never a test set)")
+    tune_parser.add_argument("--out", required=True, help="folder for best_params.json, study.json and the plots")
+    tune_parser.add_argument("--workers", type=int, default=None, help="worker processes here (default: tune.workers)")
+    tune_parser.add_argument(
+        "--trials", type=int, default=None, help="counted trials in the study (default: tune.trials)"
+    )
+    tune_parser.add_argument(
+        "--timeout-s", type=float, default=None, help="stop starting trials after this many seconds"
+    )
+    tune_parser.add_argument(
+        "--storage",
+        default=None,
+        help="SQLAlchemy URL of the study storage, e.g. postgresql://... (default: local SQLite)",
+    )
+    tune_parser.add_argument(
+        "--parent-run-id", default=None, help="nest the trials under this MLflow run's architecture run"
+    )
 
     evaluate = command(
         "evaluate",
@@ -525,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--models-root", default="models", help="folder of <arch>/ run folders (default: models)")
     register.add_argument(
         "--metrics-root", default="metrics", help="folder of <arch>.json summaries (default: metrics)"
+    )
+    register.add_argument(
+        "--tune-root", default="reports/tune", help="folder of <arch>/study.json from `asymsr tune`, if tuned"
     )
     register.add_argument(
         "--data-root", required=True, help="folder of the data.test datasets (to re-evaluate an older champion)"

@@ -8,6 +8,8 @@ One block per stage, as DVC expects, so that each stage lists only the keys it r
   (one or more) are the held-out test sets;
 * ``validate``: minimum image size, expected image counts per dataset, patch sample size;
 * ``prepare``: patch extraction (:class:`asymsr.prepare.PrepareConfig` fields except workers);
+* ``tune``: the Optuna study per architecture: budget, sampler, pruner, storage and search
+  space (:class:`asymsr.tuning.TuneSettings`);
 * ``train``: ``common`` settings plus one block of overrides per architecture
   (:class:`asymsr.training.TrainConfig` fields);
 * ``evaluate``: scales and the latency input size;
@@ -22,15 +24,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from asymsr.fsutil import write_text
 from asymsr.models import ARCHITECTURES
 from asymsr.prepare import PrepareConfig
 from asymsr.training import TrainConfig
+from asymsr.tuning import TUNABLE
 
 
 class ParamsError(ValueError):
@@ -110,6 +113,64 @@ class RegisterParams(_Strict):
         return value
 
 
+class SearchDimensionParams(_Strict):
+    """One dimension of a search space: a numeric range (optionally log scale) or choices."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchDimensionParams:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical dimension needs choices")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"a {self.type} dimension needs low < high, got low={self.low}, high={self.high}")
+        elif self.log and self.low <= 0:
+            raise ValueError(f"a log-scale dimension needs low > 0, got {self.low}")
+        return self
+
+
+class TuneSpace(_Strict):
+    """Dimensions shared by every architecture, and per-architecture additions or replacements."""
+
+    common: dict[str, SearchDimensionParams] = Field(default_factory=dict)
+    arch: dict[str, dict[str, SearchDimensionParams]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _tunable(self) -> TuneSpace:
+        unknown_arch = sorted(set(self.arch) - set(ARCHITECTURES))
+        if unknown_arch:
+            raise ValueError(f"unknown architectures {unknown_arch}; known: {sorted(ARCHITECTURES)}")
+        names = set(self.common).union(*[set(dims) for dims in self.arch.values()])
+        unknown = sorted(names - set(TUNABLE))
+        if unknown:
+            raise ValueError(f"{unknown} cannot be tuned; tunable training settings: {list(TUNABLE)}")
+        return self
+
+
+class TuneParams(_Strict):
+    """The Optuna study of each architecture (see :class:`asymsr.tuning.TuneSettings`)."""
+
+    trials: int = Field(4, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+    epochs: int = Field(3, ge=1)
+    steps_per_epoch: int | None = Field(10, ge=1)
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    startup_trials: int = Field(1, ge=0)
+    warmup_epochs: int = Field(0, ge=0)
+    storage: str | None = None
+    heartbeat_s: int = Field(10, ge=1)
+    grace_s: int = Field(30, ge=2)
+    workers: int = Field(1, ge=1)
+    space: TuneSpace = Field(default_factory=TuneSpace)
+
+
 class DataRoles(_Strict):
     """Which fetched dataset (a key of ``datasets``) plays which role."""
 
@@ -126,6 +187,7 @@ class Params(_Strict):
     data: DataRoles
     validation: ValidateParams = Field(default_factory=ValidateParams, alias="validate")  # BaseModel has .validate
     prepare: PrepareParams = Field(default_factory=PrepareParams)
+    tune: TuneParams = Field(default_factory=TuneParams)
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     registry: RegisterParams = Field(default_factory=RegisterParams, alias="register")  # ABCMeta has .register

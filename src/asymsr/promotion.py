@@ -73,7 +73,8 @@ def decide(candidate: Figures, reference: Figures, champion: Figures | None, max
             f"reference's {reference.params:,} / {reference.model_bytes:,}",
             figures,
         )
-    quality = f"mean PSNR {candidate.mean_psnr:.3f} dB, {drop:+.3f} dB below the reference (allowed {max_psnr_drop})"
+    relation = f"{drop:.3f} dB below" if drop >= 0 else f"{-drop:.3f} dB above"
+    quality = f"mean PSNR {candidate.mean_psnr:.3f} dB, {relation} the reference (allowed drop {max_psnr_drop} dB)"
     size = (
         f"{candidate.params:,} < {reference.params:,} parameters, "
         f"{candidate.model_bytes:,} < {reference.model_bytes:,} bytes"

@@ -76,6 +76,7 @@ class ArchOutputs:
     arch: str
     run_dir: Path  # `asymsr train --out`: model.pt, checkpoint.pt, history.json
     metrics: Path  # `asymsr evaluate --out`: summary JSON; <stem>.per_image.json and <stem>.md beside it
+    tuning: Path | None = None  # `asymsr tune --out` study.json, when the run was tuned
 
     def files(self) -> dict[str, Path]:
         """Every input file by role; all must exist."""
@@ -109,8 +110,11 @@ def inputs_fingerprint(outputs: Sequence[ArchOutputs], settings: RegisterSetting
     digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode() + eval_fingerprint.encode())
     for output in sorted(outputs, key=lambda o: o.arch):
         files = output.files()
-        for role in ("model", "metrics"):
-            digest.update(f"{output.arch}/{role}:{sha256_file(files[role])}\n".encode())
+        if output.tuning is not None:
+            files["tuning"] = output.tuning
+        for role in ("model", "metrics", "tuning"):
+            if role in files:
+                digest.update(f"{output.arch}/{role}:{sha256_file(files[role])}\n".encode())
     return digest.hexdigest()
 
 
@@ -169,8 +173,26 @@ def _log_architecture(
             client.log_artifact(run_id, str(files[role]), artifact_path="checkpoint")
         for role in ("history", "metrics", "per_image", "table"):
             client.log_artifact(run_id, str(files[role]), artifact_path="evaluation" if role != "history" else None)
+        if output.tuning is not None:
+            _attach_tuning(client, run_id, output.tuning)
         model_uri = tracking.log_model(model, output.arch, {"mean_psnr": mean_psnr(summary)})
     return run_id, model_uri
+
+
+def _attach_tuning(client: MlflowClient, run_id: str, study_file: Path) -> None:
+    """Record the study on the architecture's run and nest the study's run (with its trials) under it."""
+    from mlflow.exceptions import MlflowException
+
+    study = json.loads(study_file.read_text())
+    client.set_tag(run_id, "tuning_study", study["study"])
+    client.set_tag(run_id, "tuning_best_val_psnr_db", f"{study['best_value_db']:.4f}")
+    client.log_artifact(run_id, str(study_file), artifact_path="tuning")
+    tuning_run = study.get("mlflow_run_id")
+    if tuning_run and tuning_run != run_id:
+        try:
+            client.set_tag(tuning_run, "mlflow.parentRunId", run_id)
+        except MlflowException:  # the study was tuned against another tracking store
+            client.set_tag(run_id, "tuning_run_id", f"{tuning_run} (not in this store)")
 
 
 def _register_version(
@@ -277,7 +299,7 @@ def register_pipeline(
                 f"register.{role}: {getattr(settings, role)!r} is not among the given models {sorted(by_arch)}"
             )
     for output in outputs:
-        for path in output.files().values():
+        for path in [*output.files().values(), *([output.tuning] if output.tuning else [])]:
             if not path.is_file():
                 raise FileNotFoundError(f"{output.arch}: missing input {path}")
     reports = [Path(report) for report in reports]
