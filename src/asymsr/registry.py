@@ -20,9 +20,11 @@ and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -329,12 +331,13 @@ def register_pipeline(
         write_json(out, record)
         return record
 
+    stack = contextlib.ExitStack()  # the staging folder of the files logged as artifacts
     created_parent = parent_run_id is None
     parent_id = parent_run_id or tracking.start_parent_run(
         client, settings.experiment, f"pipeline {time.strftime('%Y-%m-%d %H:%M:%S')}", tags
     )
     try:
-        staging = Path(out).parent / f".{Path(out).name}.staging"
+        staging = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="asymsr-register-")))
         versions: dict[str, ModelVersion] = {}
         logged: dict[str, tuple[str, str]] = {}
         for arch, output in by_arch.items():
@@ -390,6 +393,8 @@ def register_pipeline(
         if created_parent:
             tracking.finish(client, parent_id, "FAILED")
         raise
+    finally:
+        stack.close()
     if created_parent:
         tracking.finish(client, parent_id)
     write_json(out, record)
