@@ -43,6 +43,17 @@ def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> n
     return image[..., 0] if channels == 1 else image
 
 
+def tiny_image_sets(images: Path) -> Path:
+    """Folders tiny_train (3 images), tiny_val (1) and tiny_test (2) of small PNGs under ``images``."""
+    seed = 0
+    for name, count in (("tiny_train", 3), ("tiny_val", 1), ("tiny_test", 2)):
+        (images / name).mkdir(parents=True)
+        for index in range(count):
+            seed += 1
+            Image.fromarray(smooth_image(72 + 8 * index, 88, seed=seed)).save(images / name / f"{index}.png")
+    return images
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     """Three small PNGs (two RGB, one gray) in a folder named ``tiny``."""

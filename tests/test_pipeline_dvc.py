@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import smooth_image
+from tests.conftest import tiny_image_sets
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -56,13 +56,7 @@ def project(tmp_path: Path) -> Path:
     """A git + DVC repository holding this project's dvc.yaml and sources, with tiny image folders."""
     if shutil.which("dvc", path=str(BIN)) is None:
         pytest.skip("dvc is not installed in this environment (`make install-dev` installs it)")
-    images = tmp_path / "images"
-    seed = 0
-    for name, count in (("tiny_train", 3), ("tiny_val", 1), ("tiny_test", 2)):
-        (images / name).mkdir(parents=True)
-        for index in range(count):
-            seed += 1
-            Image.fromarray(smooth_image(72 + 8 * index, 88, seed=seed)).save(images / name / f"{index}.png")
+    images = tiny_image_sets(tmp_path / "images")
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(REPO / "dvc.yaml", root)

@@ -146,11 +146,13 @@ def _train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args: argparse.Namespace) -> None:
     from contextlib import nullcontext
 
+    from asymsr.distributed import is_main_process
     from asymsr.tracking import live_training_log, parent_run_id
     from asymsr.training import train
 
     config = _train_config_from_args(args)
-    parent = parent_run_id(args.parent_run_id)
+    main_process = is_main_process()  # under torchrun, only rank 0 logs to MLflow and prints
+    parent = parent_run_id(args.parent_run_id) if main_process else None
     logging = live_training_log(parent, config.arch, config.to_dict()) if parent else nullcontext(None)
     with logging as on_epoch_end:
         history = train(
@@ -162,6 +164,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             progress=not args.quiet,
             on_epoch_end=on_epoch_end,
         )
+    if not main_process:
+        return
     last = history[-1]
     shown = f", validation PSNR {last.val_psnr:.3f} dB" if last.val_psnr is not None else ""
     print(

@@ -117,3 +117,31 @@ def evaluate(
     write_text(table_out, markdown_table(summary, f"{predictor.name} ({predictor.source or 'baseline'})"))
     write_json(out, summary)
     return summary
+
+
+def evaluate_test_sets(
+    params_path: str | os.PathLike[str],
+    model: str | os.PathLike[str],
+    data_root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    progress: bool = False,
+) -> Summary:
+    """:func:`evaluate` of ``model`` ("bicubic", a checkpoint or a model URI) as params.yaml says.
+
+    Test sets ``data_root/<name>`` for every name in ``data.test``, the ``evaluate`` scales and
+    latency size; the bicubic baseline gets no latency measurement. Writes the three outputs
+    beside ``out``.
+    """
+    from asymsr.inference import BICUBIC, load_predictor
+    from asymsr.params import load_params
+
+    params = load_params(params_path)
+    return evaluate(
+        load_predictor(model),
+        [Path(data_root) / name for name in params.data.test],
+        params.evaluate.scales,
+        out,
+        latency=str(model) != BICUBIC,
+        latency_size=params.evaluate.latency_size,
+        progress=progress,
+    )

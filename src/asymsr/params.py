@@ -228,6 +228,46 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
     return params
 
 
+def profiles_dir() -> Path:
+    """Where profiles live: ``$ASYMSR_PROFILES`` (set in the container image), else ``./profiles``."""
+    return Path(os.environ.get("ASYMSR_PROFILES", "profiles"))
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied recursively (mappings merge, anything else replaces)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_profile(
+    name: str, overrides: dict[str, Any], out: str | os.PathLike[str], profiles: str | os.PathLike[str] | None = None
+) -> Params:
+    """Profile ``name`` with ``overrides`` merged in, validated, and written to ``out`` as YAML.
+
+    This is how a run that has no ``params.yaml`` of its own (a Kubeflow run) gets one, e.g.
+    ``resolve_profile("paper", {"tune": {"trials": 40}}, "params.yaml")``.
+
+    Raises:
+        ParamsError: unknown profile, or the merged parameters break the schema (key named).
+    """
+    source = Path(profiles or profiles_dir()) / f"{name}.yaml"
+    if not source.is_file():
+        known = sorted(path.stem for path in source.parent.glob("*.yaml"))
+        raise ParamsError(f"unknown profile {name!r} in {source.parent}; known: {known}")
+    merged = merge(yaml.safe_load(source.read_text()) or {}, overrides)
+    write_text(out, yaml.safe_dump(merged, sort_keys=False))
+    try:
+        return load_params(out)
+    except ParamsError as error:
+        Path(out).unlink()
+        raise ParamsError(f"profile {name!r} with overrides {overrides}: {error}") from None
+
+
 def activate_profile(
     name: str, profiles: str | os.PathLike[str] = "profiles", target: str | os.PathLike[str] = "params.yaml"
 ) -> Path:

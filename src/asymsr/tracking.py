@@ -388,3 +388,17 @@ def live_training_log(parent_id: str, arch: str, train_config: Mapping[str, Any]
         finish(client, run_id, "FAILED")
         raise
     finish(client, run_id)
+
+
+def write_run_context(path: str | os.PathLike[str], parent_id: str, uri: str | None = None) -> None:
+    """Save the tracking URI and parent run id for later pipeline steps (a small JSON file)."""
+    from asymsr.fsutil import write_json
+
+    write_json(path, {"tracking_uri": uri or tracking_uri(), "parent_run_id": parent_id})
+
+
+def use_run_context(path: str | os.PathLike[str]) -> str:
+    """Point this process at the context's tracking store (``MLFLOW_TRACKING_URI``); returns the parent run id."""
+    context = json.loads(Path(path).read_text())
+    os.environ["MLFLOW_TRACKING_URI"] = context["tracking_uri"]
+    return context["parent_run_id"]

@@ -9,10 +9,29 @@ Outputs in the run folder (all written atomically):
 The run is deterministic on the CPU for a given seed: initial weights come from
 ``torch.manual_seed(seed)`` and the batches from :func:`asymsr.patches.epoch_plan`, so a run
 resumed from ``checkpoint.pt`` ends with the same weights as an uninterrupted one.
+
+Several GPUs (DistributedDataParallel): launch one process per GPU with ``torchrun``, e.g.::
+
+    torchrun --standalone --nproc-per-node 4 -m asymsr.cli train --patches P --out RUN ...
+    torchrun --standalone --nproc-per-node 4 "$(command -v asymsr)" train ...
+
+:mod:`asymsr.distributed` reads the ``torchrun`` environment; each process trains on
+``cuda:LOCAL_RANK`` (device ``auto`` or ``cuda``; backend NCCL), or on the CPU with gloo.
+``batch_size`` stays the *global* batch and must be divisible by the number of processes:
+every rank draws the same epoch plan and takes its own contiguous slice of each batch, so the
+ranks together see exactly the single-process batches. DDP averages the gradients, which for
+``loss_reduction="mean"`` is the global mean; with ``"sum"`` each rank's loss is multiplied by
+the number of processes so that the gradient is the global sum. Clipping runs on the
+all-reduced gradient, the reported loss (and the NaN check that stops every rank together) is
+all-reduced, and so the loss curve equals the single-process one up to floating-point
+rounding. Only rank 0 validates, writes the outputs, prints and calls ``on_epoch_end``; the
+others wait for it after each epoch. ``--resume`` works with any number of processes (every
+rank loads ``checkpoint.pt``); the saved weights never carry DDP's ``module.`` prefix.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import types
@@ -25,13 +44,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from asymsr import distributed
 from asymsr.checkpoint import load_checkpoint, model_payload, save_checkpoint
 from asymsr.fsutil import write_json
 from asymsr.images import list_images, read_image
-from asymsr.inference import predict_tiled, resolve_device
+from asymsr.inference import predict_tiled
 from asymsr.models import ARCHITECTURES, VDSR, build
 from asymsr.patches import PatchBatches, epoch_plan, read_manifest
 from asymsr.protocol import TestPair, check_scale, make_test_pair, score
@@ -262,27 +283,49 @@ def train(
 ) -> list[EpochResult]:
     """Train ``config.arch`` on the patch folder ``patches``; write outputs to folder ``out``.
 
+    Under ``torchrun`` every process calls this with the same arguments; see the module
+    docstring for what is split and what only rank 0 does.
+
     Args:
         val: folder of held-out HR images for the per-epoch validation PSNR (optional).
         resume: continue from ``out/checkpoint.pt`` (its config must equal ``config``).
-        on_epoch_end: called after each epoch's checkpoint is written; may raise to stop
-            (the tuner uses it for pruning).
+        on_epoch_end: called after each epoch's checkpoint is written (on rank 0 only); may
+            raise to stop (the tuner uses it for pruning).
 
     Returns:
-        The history: one :class:`EpochResult` per epoch, including resumed ones.
+        The history: one :class:`EpochResult` per epoch, including resumed ones (the same on
+        every rank).
 
     Raises:
         TrainingDiverged: the loss became NaN or infinite (``checkpoint.pt`` keeps the last
             finished epoch).
+        ValueError: under ``torchrun``, ``config.batch_size`` is not divisible by the number of
+            processes.
     """
-    out = Path(out)
+    where = distributed.placement(config.device)
+    where.local_batch_size(config.batch_size)  # refuse an uneven split before any process waits on another
+    with distributed.process_group(where):
+        return _train(config, patches, Path(out), val, resume, progress, on_epoch_end, where)
+
+
+def _train(
+    config: TrainConfig,
+    patches: str | os.PathLike[str],
+    out: Path,
+    val: str | os.PathLike[str] | None,
+    resume: bool,
+    progress: bool,
+    on_epoch_end: EpochCallback | None,
+    where: distributed.Placement,
+) -> list[EpochResult]:
     manifest = read_manifest(patches)
-    device = resolve_device(config.device)
+    device = where.device
+    show = progress and where.is_main
     use_amp = config.amp and device.type == "cuda"
     val_pairs = load_validation_pairs(val, config.val_scales, config.val_crop) if val else []
-    val_bicubic = validation_psnr(None, val_pairs, device)["mean"] if val_pairs else None
+    val_bicubic = where.run_on_main(lambda: validation_psnr(None, val_pairs, device)["mean"]) if val_pairs else None
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
     model: VDSR = build(config.arch, **config.arch_overrides).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -292,7 +335,7 @@ def train(
     history: list[EpochResult] = []
     start_epoch, step = 0, 0
     checkpoint_path = out / "checkpoint.pt"
-    if resume:
+    if resume:  # every rank loads the checkpoint
         state = load_checkpoint(checkpoint_path)
         if state.get("train_config") != config.to_dict():
             raise ValueError(
@@ -307,14 +350,45 @@ def train(
         start_epoch, step = state["epoch"], state["step"]
         history = [EpochResult(**record) for record in state["history"]]
     criterion = _loss_function(config)
-    model.train()
+    # DDP averages the ranks' gradients: right for equal local means, 1/world_size of the sum for "sum"
+    grad_factor = where.world_size if config.loss_reduction == "sum" else 1
+    # DDP broadcasts rank 0's weights and all-reduces the gradients during backward();
+    # ``model`` stays the unwrapped network for validation, clipping and saving
+    network: nn.Module = model
+    if where.distributed:
+        network = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    network.train()
+
+    def finish_epoch(result: EpochResult, epoch: int, step: int) -> EpochResult:
+        """Validate, save and report a finished epoch (rank 0's duty)."""
+        if val_pairs:
+            scores = validation_psnr(model, val_pairs, device)
+            result.val_psnr = scores.pop("mean")
+            result.val_psnr_per_scale = scores
+            result.val_bicubic_psnr = val_bicubic
+        done = [*history, result]
+        _save_state(out, config, model, optimizer, scheduler, scaler, epoch + 1, step, done)
+        if show:
+            shown = (
+                ""
+                if result.val_psnr is None
+                else (f", val PSNR {result.val_psnr:.3f} dB ({result.val_psnr - val_bicubic:+.3f} vs bicubic)")
+            )
+            projected = sum(r.seconds for r in done) / len(done) * config.epochs
+            tqdm.write(
+                f"{config.arch} epoch {epoch + 1}/{config.epochs}: loss {result.loss:.6f}{shown}, "
+                f"{result.seconds:.1f} s (whole run projected at {projected / 60:.1f} min on {where.describe()})"
+            )
+        if on_epoch_end is not None:
+            on_epoch_end(result)
+        return result
 
     for epoch in range(start_epoch, config.epochs):
         indices, transforms = epoch_plan(
             manifest["count"], config.batch_size, config.seed, epoch, config.steps_per_epoch
         )
         loader = DataLoader(
-            PatchBatches(patches, indices, transforms),
+            PatchBatches(patches, where.shard(indices), where.shard(transforms)),
             batch_size=None,
             shuffle=False,
             num_workers=config.workers,
@@ -323,39 +397,40 @@ def train(
         lr = optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
         total_loss = 0.0
-        bar = tqdm(loader, desc=f"{config.arch} epoch {epoch + 1}/{config.epochs}", unit="step", disable=not progress)
+        bar = tqdm(loader, desc=f"{config.arch} epoch {epoch + 1}/{config.epochs}", unit="step", disable=not show)
         for batch_index, (inputs, labels) in enumerate(bar):
             inputs = inputs.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             if config.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                loss = criterion(model(inputs).float(), labels)
-            if not torch.isfinite(loss):
+                loss = criterion(network(inputs).float(), labels)
+            global_loss = where.all_reduce(loss, config.loss_reduction)  # every rank sees the same value
+            if not torch.isfinite(global_loss):
                 raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {lr:g}); "
+                    f"loss became {global_loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {lr:g}); "
                     f"last good checkpoint: {checkpoint_path if checkpoint_path.exists() else 'none yet'}"
                 )
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            scaler.scale(loss * grad_factor if grad_factor != 1 else loss).backward()
             scaler.unscale_(optimizer)
-            _clip_gradients(config, model, lr)
+            _clip_gradients(config, model, lr)  # after backward(), so on the all-reduced gradient
             scaler.step(optimizer)
             scaler.update()
             step += 1
-            total_loss += loss.item()
+            total_loss += global_loss.item()
             elapsed = time.perf_counter() - started
             bar.set_postfix(
                 loss=f"{total_loss / (batch_index + 1):.5f}",
                 patches_s=f"{(batch_index + 1) * config.batch_size / elapsed:.0f}",
             )
-            if progress and epoch == start_epoch and batch_index + 1 == ESTIMATE_AFTER_STEPS:
+            if show and epoch == start_epoch and batch_index + 1 == ESTIMATE_AFTER_STEPS:
                 total_steps = len(indices) * config.epochs
                 projected = elapsed / ESTIMATE_AFTER_STEPS * (total_steps - step + ESTIMATE_AFTER_STEPS)
                 tqdm.write(
-                    f"{config.arch}: {ESTIMATE_AFTER_STEPS} steps took {elapsed:.1f} s on {device}; the remaining "
-                    f"{total_steps - step + ESTIMATE_AFTER_STEPS} steps are projected at {projected / 3600:.2f} h "
-                    "(validation not included)"
+                    f"{config.arch}: {ESTIMATE_AFTER_STEPS} steps took {elapsed:.1f} s on {where.describe()}; the "
+                    f"remaining {total_steps - step + ESTIMATE_AFTER_STEPS} steps are projected at "
+                    f"{projected / 3600:.2f} h (validation not included)"
                 )
         bar.close()
         seconds = time.perf_counter() - started
@@ -368,28 +443,10 @@ def train(
             seconds=seconds,
             patches_per_second=steps_done * config.batch_size / seconds,
         )
-        if val_pairs:
-            scores = validation_psnr(model, val_pairs, device)
-            result.val_psnr = scores.pop("mean")
-            result.val_psnr_per_scale = scores
-            result.val_bicubic_psnr = val_bicubic
         scheduler.step()
-        history.append(result)
-        _save_state(out, config, model, optimizer, scheduler, scaler, epoch + 1, step, history)
-        if progress:
-            shown = (
-                ""
-                if result.val_psnr is None
-                else (f", val PSNR {result.val_psnr:.3f} dB ({result.val_psnr - val_bicubic:+.3f} vs bicubic)")
-            )
-            projected = sum(r.seconds for r in history) / len(history) * config.epochs
-            tqdm.write(
-                f"{config.arch} epoch {epoch + 1}/{config.epochs}: loss {result.loss:.6f}{shown}, "
-                f"{seconds:.1f} s (whole run projected at {projected / 60:.1f} min on {device})"
-            )
-        if on_epoch_end is not None:
-            on_epoch_end(result)
-    save_checkpoint(out / "model.pt", model_payload(config.arch, model))
+        # rank 0 validates, writes and reports; the others wait for its result, so none races ahead
+        history.append(where.run_on_main(functools.partial(finish_epoch, result, epoch, step)))
+    where.run_on_main(lambda: save_checkpoint(out / "model.pt", model_payload(config.arch, model)))
     return history
 
 

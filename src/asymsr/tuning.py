@@ -384,8 +384,8 @@ def _tuning_run(client: Any, experiment: str, arch: str, name: str, parent_run_i
     if parent_run_id:
         return tracking.child_run(client, parent_run_id, arch).info.run_id
     experiment_id = tracking.ensure_experiment(client, experiment)
-    found = client.search_runs([experiment_id], filter_string=f"tags.`optuna.study` = '{name}'", max_results=1)
-    found = [run for run in found if run.data.tags.get(tracking.ROLE_TAG) == "tuning"]
+    query = f"tags.`optuna.study` = '{name}' and tags.`{tracking.ROLE_TAG}` = 'tuning'"
+    found = client.search_runs([experiment_id], filter_string=query, max_results=1)
     if found:
         return found[0].info.run_id
     run = client.create_run(
