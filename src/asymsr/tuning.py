@@ -20,7 +20,7 @@
   per-epoch ``val_psnr``, final value, tag ``optuna.state``).
 * Outputs (``--out`` folder): ``best_params.json`` (training config overrides that
   ``asymsr train --config`` consumes), ``study.json`` (study name, storage, counts, best
-  value), ``optimization_history.png`` and ``param_importances.png``.
+  value), ``optimization_history.png`` and (with two or more completed trials) ``param_importances.png``.
 """
 
 from __future__ import annotations
@@ -429,7 +429,7 @@ def _write_outputs(
 
 
 def _plots(study: optuna.Study, out: Path) -> dict[str, Path]:
-    """Optimisation history and (with 2+ completed trials and 2+ parameters) parameter importances."""
+    """Optimisation history and (with 2+ completed trials) parameter importances."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -441,7 +441,7 @@ def _plots(study: optuna.Study, out: Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     makers = {"optimization_history": optuna_plots.plot_optimization_history}
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if len(complete) >= 2 and len({key for t in complete for key in t.params}) >= 2:
+    if len(complete) >= 2:
         makers["param_importances"] = optuna_plots.plot_param_importances
     for key, maker in makers.items():
         with warnings.catch_warnings():
