@@ -303,6 +303,37 @@ def _label_spec(text: str) -> tuple[str, str]:
     return label, spec
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from asymsr.bench import (
+        markdown_report,
+        parse_devices,
+        parse_formats,
+        parse_sizes,
+        parse_threads,
+        run_benchmark,
+        stderr_log,
+        write_outputs,
+    )
+
+    result = run_benchmark(
+        sizes=parse_sizes(args.sizes),
+        threads=parse_threads(args.threads),
+        devices=parse_devices(args.device),
+        formats=parse_formats(args.formats),
+        warmup=args.warmup,
+        repeats=args.repeats,
+        peak_gflops=args.peak_gflops,
+        training=args.training,
+        train_batch=args.train_batch,
+        train_steps=args.train_steps,
+        seed=args.seed,
+        log=None if args.quiet else stderr_log,
+    )
+    paths = write_outputs(result, args.out)
+    print(markdown_report(result))
+    print("wrote " + ", ".join(str(path) for path in paths.values()))
+
+
 def cmd_register(args: argparse.Namespace) -> None:
     from asymsr.registry import ArchOutputs, RegisterSettings, register_pipeline
     from asymsr.tracking import dvc_data_hash, git_commit, parent_run_id
@@ -578,6 +609,41 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--visual-scale", type=int, default=4, help="scale of the visual comparison (default: 4)")
     report.add_argument("--visual-crop", type=int, default=96, help="crop side in pixels (default: 96)")
     report.add_argument("--device", default="auto", help="device for the visual models (default: auto)")
+
+    bench = command(
+        "bench",
+        cmd_bench,
+        "Time VDSR, Asym_VDSR and fused Asym_VDSR (random weights) per size, threads, device and memory format;"
+        " writes OUT.json, OUT.md and OUT.png.",
+    )
+    bench.add_argument(
+        "--out", required=True, metavar="PREFIX", help="output prefix: PREFIX.json, PREFIX.md, PREFIX.png"
+    )
+    bench.add_argument(
+        "--sizes", default="256,512", help="comma-separated output sizes: N (NxN) or WxH, e.g. 256,1280x720"
+    )
+    bench.add_argument(
+        "--threads", default="1,all", help="comma-separated CPU thread counts; 'all' = logical CPUs (default: 1,all)"
+    )
+    bench.add_argument(
+        "--device", default="cpu", help="comma-separated devices: cpu, cuda, cuda:N (CUDA adds fp16, bf16 autocast)"
+    )
+    bench.add_argument("--formats", default="nchw,channels_last", help="memory formats (default: nchw,channels_last)")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed passes per variant and setting (default: 2)")
+    bench.add_argument(
+        "--repeats", type=int, default=10, help="timed interleaved rounds, >= 3; README numbers use >= 10 (default: 10)"
+    )
+    bench.add_argument(
+        "--peak-gflops",
+        type=float,
+        default=None,
+        help="the machine's peak FP32 GFLOP/s, if known (adds fraction of peak)",
+    )
+    bench.add_argument("--training", action="store_true", help="also measure training throughput in patches/s")
+    bench.add_argument("--train-batch", type=int, default=16, help="41x41 patches per training step (default: 16)")
+    bench.add_argument("--train-steps", type=int, default=3, help="timed training steps per architecture (default: 3)")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default: 0)")
+    bench.add_argument("--quiet", action="store_true", help="no progress lines on standard error")
 
     register = command(
         "register",
