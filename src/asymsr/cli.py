@@ -217,7 +217,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         folders = [str(Path(args.data_root) / name) for name in params.data.test]
     scales = args.scales or (params.evaluate.scales if params else [2, 3, 4])
     latency_size = args.latency_size or (params.evaluate.latency_size if params else 256)
-    predictor = load_predictor(args.model, device=args.device, tile=args.tile)
+    predictor = load_predictor(args.model, device=args.device, tile=args.tile, deploy=args.deploy)
     summary = evaluate(
         predictor,
         folders,
@@ -245,7 +245,9 @@ def cmd_upscale(args: argparse.Namespace) -> None:
     from asymsr.inference import load_predictor
     from asymsr.upscale import upscale_file
 
-    predictor = load_predictor(args.model, device=args.device, tile=args.tile)
+    predictor = load_predictor(args.model, device=args.device, tile=args.tile, deploy=args.deploy)
+    if predictor.deploy is not None:
+        print(f"deploy form: {predictor.deploy.describe()}")
     written = upscale_file(args.input, args.output, args.scale, predictor)
     print(f"wrote {written} (x{args.scale}, {predictor.name})")
 
@@ -556,6 +558,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tile", type=int, default=512, help="tile side for large images, in pixels (default: 512)")
     evaluate.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     evaluate.add_argument(
+        "--deploy",
+        choices=("auto", "as_trained"),
+        default="as_trained",
+        help="as_trained (default): the network as stored; auto: the fastest equivalent form on this device",
+    )
+    evaluate.add_argument(
         "--latency-size", type=int, default=None, help="square input side for latency, in pixels (default: 256)"
     )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -580,6 +588,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     upscale.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     upscale.add_argument("--tile", type=int, default=512, help="tile side for large images, in pixels (default: 512)")
+    upscale.add_argument(
+        "--deploy",
+        choices=("auto", "as_trained"),
+        default="auto",
+        help="auto: run the fastest equivalent form on this device, as trained or fused, NCHW or channels_last, "
+        "chosen by timing (default: auto)",
+    )
 
     report = command("report", cmd_report, "Compare evaluation summaries side by side (the first is the reference).")
     report.add_argument("metrics", nargs="+", help="summary JSON files from `asymsr evaluate`")
