@@ -140,7 +140,8 @@ def open_storage(settings: TuneSettings) -> optuna.storages.RDBStorage:
     url = settings.storage or DEFAULT_STORAGE
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(STORAGE_ATTEMPTS):  # pods starting together race to create the schema: retry
+    attempt = 1
+    while True:  # pods starting together race to create the schema: retry a few times
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
@@ -151,10 +152,10 @@ def open_storage(settings: TuneSettings) -> optuna.storages.RDBStorage:
                     engine_kwargs={"pool_pre_ping": True},
                 )
         except Exception:
-            if attempt + 1 == STORAGE_ATTEMPTS:
+            if attempt == STORAGE_ATTEMPTS:
                 raise
-            time.sleep(1.0 + attempt)
-    raise AssertionError("unreachable")
+            time.sleep(attempt)
+            attempt += 1
 
 
 def _sampler(settings: TuneSettings, offset: int = 0) -> optuna.samplers.BaseSampler:
