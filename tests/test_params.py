@@ -65,3 +65,14 @@ def test_params_yaml_is_the_quick_profile_and_profiles_switch(tmp_path):
     assert paper.train.config("vdsr").epochs * paper.train.config("vdsr").steps_per_epoch * 64 == 640_000
     with pytest.raises(ParamsError, match=r"unknown profile 'huge'; known: \['paper', 'quick'\]"):
         activate_profile("huge", profiles=REPO / "profiles", target=target)
+
+
+def test_resolved_profile_is_validated_before_anything_is_written(tmp_path):
+    from asymsr.params import resolve_profile
+
+    out = tmp_path / "params.yaml"
+    with pytest.raises(ParamsError, match="tune.trials"):
+        resolve_profile("quick", {"tune": {"trials": 0}}, out, profiles=REPO / "profiles")
+    assert not out.exists()
+    params = resolve_profile("quick", {"tune": {"trials": 5}}, out, profiles=REPO / "profiles")
+    assert params.tune.trials == 5 and load_params(out).tune.trials == 5

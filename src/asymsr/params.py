@@ -206,25 +206,35 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML ({error})") from error
+    return validate_params(raw if raw is not None else {}, str(path))
+
+
+def validate_params(raw: dict[str, Any], source: str) -> Params:
+    """Check parsed parameters (schema, dataset roles, every resolved TrainConfig, prepare).
+
+    Raises:
+        ParamsError: ``source`` and the dotted key of every problem.
+    """
     try:
-        params = Params.model_validate(raw if raw is not None else {})
+        params = Params.model_validate(raw)
     except ValidationError as error:
         problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()]
-        raise ParamsError(f"{path}: " + "; ".join(problems)) from None
+        raise ParamsError(f"{source}: " + "; ".join(problems)) from None
     roles = {"train": [params.data.train], "val": [params.data.val], "test": params.data.test}
     for role, names in roles.items():
         for name in names:
             if name not in params.datasets:
-                raise ParamsError(f"{path}: data.{role}: {name!r} is not a key of datasets ({sorted(params.datasets)})")
+                known = sorted(params.datasets)
+                raise ParamsError(f"{source}: data.{role}: {name!r} is not a key of datasets ({known})")
     for arch in ARCHITECTURES:
         try:
             params.train.config(arch)
         except ValueError as error:
-            raise ParamsError(f"{path}: train (resolved for {arch}): {error}") from None
+            raise ParamsError(f"{source}: train (resolved for {arch}): {error}") from None
     try:
         params.prepare.config(workers=1)
     except ValueError as error:
-        raise ParamsError(f"{path}: prepare: {error}") from None
+        raise ParamsError(f"{source}: prepare: {error}") from None
     return params
 
 
@@ -260,12 +270,9 @@ def resolve_profile(
         known = sorted(path.stem for path in source.parent.glob("*.yaml"))
         raise ParamsError(f"unknown profile {name!r} in {source.parent}; known: {known}")
     merged = merge(yaml.safe_load(source.read_text()) or {}, overrides)
+    params = validate_params(merged, f"profile {name!r} with overrides {overrides}")
     write_text(out, yaml.safe_dump(merged, sort_keys=False))
-    try:
-        return load_params(out)
-    except ParamsError as error:
-        Path(out).unlink()
-        raise ParamsError(f"profile {name!r} with overrides {overrides}: {error}") from None
+    return params
 
 
 def activate_profile(
