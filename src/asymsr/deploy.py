@@ -1,24 +1,30 @@
 """The deploy form of a trained network, chosen per device by measurement.
 
-Candidates: the network as trained, and for Asym_VDSR also fused to plain 3x3 convolutions
-(:func:`asymsr.models.fuse`, the same function); each in the NCHW and the channels_last memory
-format. Which is fastest depends on the device and its kernels (on the 2-core CPU measured in
-the README, channels_last Asym_VDSR as trained is fastest; NCHW Asym_VDSR is the slowest), so
-:func:`choose_deploy_form` times every candidate on the device, in interleaved rounds, and keeps
-the fastest. All candidates compute the same function (fused and split agree to about 1e-5).
+Candidates (``"<form>/<memory format>"``): the network as trained, and for Asym_VDSR also fused
+to plain 3x3 convolutions (:func:`asymsr.models.fuse`, the same function), each in the NCHW and
+the channels_last memory format; on a CPU where :mod:`asymsr.rowkernel` can run, also
+``row_kernel/channels_last`` (middle layers on the row-fused AVX2 kernels). Which is fastest
+depends on the device and its kernels, so :func:`choose_deploy_form` times every candidate on
+the device, in interleaved rounds, and keeps the fastest. All candidates compute the same
+function (they agree to about 1e-5).
 """
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
+from asymsr import rowkernel
 from asymsr.models import VDSR, fuse
 
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+ROW_KERNEL = "row_kernel"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,7 @@ class DeployChoice:
     """The chosen form and what the choice was based on.
 
     Attributes:
-        form: ``as_trained`` or ``fused``.
+        form: ``as_trained``, ``fused`` or ``row_kernel``.
         memory_format: ``nchw`` or ``channels_last``.
         timings_ms: median forward time of every candidate (``"<form>/<format>"``), ms.
         device: where it was measured.
@@ -45,11 +51,19 @@ class DeployChoice:
 
 
 def candidates(model: VDSR) -> dict[str, VDSR]:
-    """The forms of ``model``: as trained, plus fused when it has asymmetric blocks."""
+    """The PyTorch forms of ``model``: as trained, plus fused when it has asymmetric blocks."""
     forms = {"as_trained": model}
     if model.block == "asymmetric":
         forms["fused"] = fuse(model)
     return forms
+
+
+def candidate_names(model: VDSR, device: torch.device) -> list[str]:
+    """Every ``"<form>/<format>"`` that :func:`choose_deploy_form` times for ``model`` on ``device``."""
+    names = [f"{form}/{fmt}" for form in candidates(model) for fmt in FORMATS]
+    if device.type == "cpu" and rowkernel.supports(model) is None:
+        names.append(f"{ROW_KERNEL}/channels_last")
+    return names
 
 
 def as_format(model: VDSR, memory_format: str) -> VDSR:
@@ -60,7 +74,7 @@ def as_format(model: VDSR, memory_format: str) -> VDSR:
 @torch.inference_mode()
 def choose_deploy_form(
     model: VDSR, device: torch.device, size: int = 128, repeats: int = 3, warmup: int = 1
-) -> tuple[VDSR, DeployChoice]:
+) -> tuple[nn.Module, DeployChoice]:
     """Time every candidate form and memory format on ``device``; return the fastest and the record.
 
     Each candidate runs ``warmup`` untimed passes on a random (1, 1, size, size) input, then
@@ -69,10 +83,15 @@ def choose_deploy_form(
     """
     if size < 1 or repeats < 1:
         raise ValueError(f"size and repeats must be >= 1, got {size} and {repeats}")
-    networks: dict[str, VDSR] = {}
+    networks: dict[str, nn.Module] = {}
     for form, base in candidates(model.eval()).items():
         for fmt in FORMATS:
             networks[f"{form}/{fmt}"] = as_format(_copy(base).to(device).eval(), fmt)
+    if f"{ROW_KERNEL}/channels_last" in candidate_names(model, device):
+        try:
+            networks[f"{ROW_KERNEL}/channels_last"] = rowkernel.RowKernelVDSR(model)
+        except rowkernel.KernelUnavailable as error:  # e.g. the compiler failed: the PyTorch forms remain
+            logger.warning("deploy: row kernel left out: %s", error)
     generator = torch.Generator().manual_seed(0)
     sample = torch.rand(1, 1, size, size, generator=generator).to(device)
     inputs = {fmt: sample.contiguous(memory_format=FORMATS[fmt]) for fmt in FORMATS}

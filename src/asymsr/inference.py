@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from asymsr.checkpoint import load_checkpoint, model_from_checkpoint
 from asymsr.deploy import FORMATS, DeployChoice, choose_deploy_form
@@ -77,12 +78,13 @@ class Predictor:
     """A named SR model (or the bicubic baseline) ready to run on network inputs."""
 
     name: str
-    model: VDSR | None
+    model: nn.Module | None  # what runs: the stored network, or its chosen deploy form
     device: torch.device
     arch: str = BICUBIC
     source: str | None = None  # checkpoint path or MLflow model URI
     tile: int = DEFAULT_TILE
     deploy: DeployChoice | None = None  # set when the deploy form was chosen by measurement
+    stored: VDSR | None = None  # the network as stored (cost figures describe it), on ``device``
 
     def __call__(self, network_input: np.ndarray) -> np.ndarray:
         """Super-resolve float (H, W) luminance in [0, 1]; returns float (H, W), unclipped."""
@@ -121,8 +123,11 @@ def load_predictor(
         payload = load_checkpoint(Path(spec))
         model = model_from_checkpoint(payload)
         arch = payload["arch"]
+    stored = model.to(target).eval()
+    runner: nn.Module = stored
     choice = None
     if deploy == "auto":
-        model, choice = choose_deploy_form(model, target)
-    model = model.to(target)
-    return Predictor(name=arch, model=model, device=target, arch=arch, source=str(spec), tile=tile, deploy=choice)
+        runner, choice = choose_deploy_form(stored, target)
+    return Predictor(
+        name=arch, model=runner, device=target, arch=arch, source=str(spec), tile=tile, deploy=choice, stored=stored
+    )
