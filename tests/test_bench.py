@@ -7,8 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from asymsr import bench
+from asymsr import bench, native
 from asymsr.cli import main
+
+NATIVE = native.unavailable_reason() is None
+ROW_CASES = 2 if NATIVE else 0  # vdsr and asym_vdsr on the row kernel, channels_last only
 
 SIZES = [(16, 16), (20, 24)]  # (height, width): "16" and "24x20"
 
@@ -17,7 +20,7 @@ SIZES = [(16, 16), (20, 24)]  # (height, width): "16" and "24x20"
 def result():
     threads_before = torch.get_num_threads()
     record = bench.run_benchmark(
-        sizes=SIZES, threads=[1], repeats=3, warmup=1, training=True, train_batch=2, train_steps=1
+        sizes=SIZES, threads=[1], repeats=3, warmup=1, training=True, train_batch=2, train_steps=1, measure_peak=False
     )
     assert torch.get_num_threads() == threads_before  # restored
     return record
@@ -64,15 +67,15 @@ def test_cuda_without_cuda_is_a_value_error():
 
 
 def test_record_structure_and_host(result):
-    assert set(result) == {"host", "protocol", "models", "cases", "training"}
+    assert set(result) == {"host", "protocol", "models", "cases", "best", "training"}
     host = result["host"]
     for key in ("cpu_model", "logical_cpus", "threads", "gpu", "torch", "datetime_utc", "peak_gflops"):
         assert key in host
     assert host["cpu_model"] and host["logical_cpus"] == os.cpu_count() and host["threads"] == [1]
-    assert host["torch"] == torch.__version__ and host["peak_gflops"] is None
+    assert host["torch"] == torch.__version__ and host["peak_gflops"] is None and host["measured_peak_gflops"] is None
     assert host["datetime_utc"].endswith("+00:00")
-    # sizes x threads x formats x variants, fp32 on CPU
-    assert len(result["cases"]) == len(SIZES) * 1 * 2 * 3
+    # sizes x threads x (formats x variants + row kernels), fp32 on CPU
+    assert len(result["cases"]) == len(SIZES) * 1 * (2 * 3 + ROW_CASES)
     for case in result["cases"]:
         assert case["repeats"] == 3 and case["device"] == "cpu" and case["dtype"] == "fp32"
         assert case["min_ms"] <= case["q1_ms"] <= case["median_ms"] <= case["q3_ms"]
@@ -95,16 +98,44 @@ def test_costs_are_counted(result):
     assert "664" not in source and "443" not in source  # counted by a tool, not typed in
 
 
-def test_ratios_and_fused_equivalence(result):
+def test_ratios_and_derived_forms_match_their_sources(result):
+    derived = 0
     for case in result["cases"]:
         if case["variant"] == "vdsr":
             assert case["ratio_to_vdsr"] == 1.0
-        if case["variant"] == "asym_vdsr_fused":
-            assert case["max_abs_diff_to_asym_vdsr"] < 1e-4
-    same = [c for c in result["cases"] if c["size"] == "24x20" and c["memory_format"] == "nchw"]
-    reference = next(c for c in same if c["variant"] == "vdsr")["median_ms"]
-    for case in same:
-        assert case["ratio_to_vdsr"] == pytest.approx(case["median_ms"] / reference)
+        if case["variant"] in bench.SOURCES:
+            assert case["max_abs_diff_to_source"] < 1e-4
+            derived += 1
+        else:
+            assert case["max_abs_diff_to_source"] is None
+    assert derived == len(SIZES) * (2 + ROW_CASES)
+    for fmt in ("nchw", "channels_last"):
+        same = [c for c in result["cases"] if c["size"] == "24x20" and c["memory_format"] == fmt]
+        reference = next(c for c in same if c["variant"] == "vdsr")["median_ms"]
+        for case in same:
+            assert case["ratio_to_vdsr"] == pytest.approx(case["median_ms"] / reference)
+
+
+def test_best_forms_pick_the_fastest_of_each_architecture(result):
+    assert len(result["best"]) == len(SIZES)
+    for row in result["best"]:
+        same = [c for c in result["cases"] if c["size"] == row["size"]]
+        asym = [c["median_ms"] for c in same if c["variant"].startswith("asym")]
+        vdsr = [c["median_ms"] for c in same if not c["variant"].startswith("asym")]
+        stock = [c["median_ms"] for c in same if c["variant"] == "vdsr"]
+        assert (row["asym_ms"], row["vdsr_ms"], row["stock_vdsr_ms"]) == (min(asym), min(vdsr), min(stock))
+        assert row["asym_over_vdsr"] == pytest.approx(min(asym) / min(vdsr))
+        assert row["asym_over_stock_vdsr"] == pytest.approx(min(asym) / min(stock))
+
+
+@pytest.mark.skipif(not NATIVE, reason=f"native kernels unavailable: {native.unavailable_reason()}")
+def test_measured_peak_is_used_for_the_fraction():
+    record = bench.run_benchmark(sizes=[(8, 8)], threads=[1], formats=["nchw"], repeats=3, warmup=0)
+    peak = record["host"]["measured_peak_gflops"]["1"]
+    assert peak > 1.0
+    for case in record["cases"]:
+        assert case["fraction_of_peak"] == pytest.approx(case["gflops"] / peak)
+    assert "measured by the FMA probe" in bench.markdown_report(record)
 
 
 def test_fused_equals_split_on_the_benchmark_input():
@@ -128,7 +159,8 @@ def test_outputs(result, tmp_path):
     assert sorted(path.name for path in paths.values()) == ["bench.json", "bench.md", "bench.png"]
     assert json.loads(paths["json"].read_text())["cases"] == json.loads(json.dumps(result["cases"]))
     markdown = paths["md"].read_text()
-    assert len(table_rows(markdown)) == len(result["cases"])
+    assert len(table_rows(markdown)) == len(result["best"])
+    assert markdown.split("All cases:")[1].count("| cpu/fp32 |") == len(result["cases"])
     assert "patches/s" in markdown
     with Image.open(paths["png"]) as image:
         image.load()
@@ -138,6 +170,7 @@ def test_outputs(result, tmp_path):
 
 def test_peak_gives_fraction(tmp_path):
     record = bench.run_benchmark(sizes=[(8, 8)], threads=[1], formats=["nchw"], repeats=3, warmup=0, peak_gflops=50.0)
+    assert record["host"]["measured_peak_gflops"] is None  # a given peak is not measured again
     assert record["host"]["peak_gflops"] == 50.0
     for case in record["cases"]:
         assert case["fraction_of_peak"] == pytest.approx(case["gflops"] / 50.0)
@@ -147,10 +180,10 @@ def test_peak_gives_fraction(tmp_path):
 def test_cli_writes_three_files(tmp_path, capsys):
     prefix = tmp_path / "b"
     argv = ["bench", "--sizes", "16", "--threads", "1", "--formats", "nchw", "--repeats", "3", "--warmup", "1"]
-    assert main([*argv, "--out", str(prefix), "--quiet"]) == 0
+    assert main([*argv, "--out", str(prefix), "--quiet", "--no-measure-peak"]) == 0
     for suffix in ("json", "md", "png"):
         assert (tmp_path / f"b.{suffix}").is_file()
-    assert len(table_rows((tmp_path / "b.md").read_text())) == 3
+    assert (tmp_path / "b.md").read_text().split("All cases:")[1].count("| cpu/fp32 |") == 3
     assert "| 16x16 | 1 | cpu/fp32 | nchw | vdsr |" in capsys.readouterr().out
 
 

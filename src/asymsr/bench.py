@@ -5,19 +5,26 @@ worth something if it shows up in wall time on real hardware. This module measur
 
 * Variants: ``vdsr``; ``asym_vdsr`` as trained (each middle layer a 3x1 then a 1x3
   convolution); ``asym_vdsr_fused``, the same network turned into plain 3x3 convolutions by
-  :func:`asymsr.models.fuse`. Random weights drawn from a seed (latency does not depend on
-  their values).
-* Settings: every combination of output size, CPU thread count, device, autocast dtype (fp32;
-  on CUDA also fp16 and bf16) and memory format (``nchw``, ``channels_last``).
-* Protocol per setting: for each variant ``warmup`` untimed forward passes on one random
-  (1, 1, H, W) input under :func:`torch.inference_mode`, then one untimed probe pass (its
-  output checks that fused and split give the same result; on CUDA it also measures peak
-  memory), then ``repeats`` timed rounds. A round times one forward pass of every variant in
-  turn (A, B, C, A, B, C, ...) so that machine noise hits all variants alike. On CUDA each
-  timed pass is bracketed by ``torch.cuda.synchronize``.
+  :func:`asymsr.models.fuse`; each in every memory format asked for (``nchw``,
+  ``channels_last``). On a CPU where :mod:`asymsr.native` kernels run, also
+  ``vdsr_row_kernel`` and ``asym_vdsr_row_kernel`` (:class:`asymsr.rowkernel.RowKernelVDSR`,
+  channels_last), so that both architectures are also compared on the same hand-written
+  kernel. Random weights drawn from a seed (latency does not depend on their values).
+* Settings: every combination of output size, CPU thread count, device and autocast dtype
+  (fp32; on CUDA also fp16 and bf16).
+* Protocol per setting: for each candidate (variant and memory format) ``warmup`` untimed
+  forward passes on one random (1, 1, H, W) input under :func:`torch.inference_mode`, then one
+  untimed probe pass (its output checks that every form computes what its source computes; on
+  CUDA it also measures peak memory), then ``repeats`` timed rounds. A round times one forward
+  pass of every candidate in turn (A, B, C, A, B, C, ...) so that machine noise hits all alike.
+  On CUDA each timed pass is bracketed by ``torch.cuda.synchronize``.
 * Reported per case: median, quartiles and minimum in milliseconds; achieved GFLOP/s from the
-  multiply-adds counted by :func:`asymsr.efficiency.macs_per_pixel`; parameters; inference
-  checkpoint bytes; peak memory; the ratio of the median to VDSR's in the same setting.
+  multiply-adds counted by :func:`asymsr.efficiency.macs_per_pixel`, and its fraction of the
+  peak (given, or on the CPU measured by :func:`asymsr.cpu_peak.measure_peak_gflops` for each
+  thread count); parameters; inference checkpoint bytes; peak memory; the ratio of the median
+  to VDSR's in the same memory format. Per setting, ``best`` compares the fastest form of each
+  architecture: Asym_VDSR's best over VDSR's best (all forms, kernels included) and over
+  VDSR's best stock PyTorch form.
 
 Results in the README use ``repeats >= 10``; fewer (at least 3) are accepted for quick checks.
 Compare ratios within one result file, not absolute times across machines.
@@ -40,11 +47,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from asymsr import native, rowkernel
+from asymsr.cpu_peak import measure_peak_gflops
 from asymsr.efficiency import checkpoint_bytes, macs_per_pixel
 from asymsr.fsutil import atomic_path, write_json, write_text
 from asymsr.models import VDSR, build, count_parameters, fuse
 
-VARIANTS = ("vdsr", "asym_vdsr", "asym_vdsr_fused")
+VARIANTS = ("vdsr", "asym_vdsr", "asym_vdsr_fused")  # stock PyTorch forms
+ROW_VARIANTS = {"vdsr_row_kernel": "vdsr", "asym_vdsr_row_kernel": "asym_vdsr"}  # native kernel form -> its source
+SOURCES = {"asym_vdsr_fused": "asym_vdsr", **ROW_VARIANTS}  # forms checked against what they were made from
+ASYM_FAMILY = ("asym_vdsr", "asym_vdsr_fused", "asym_vdsr_row_kernel")
+THP_ENV = "THP_MEM_ALLOC_ENABLE"
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 CUDA_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIN_REPEATS = 3
@@ -172,8 +185,13 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def host_metadata(threads: Sequence[int], devices: Sequence[torch.device], peak_gflops: float | None) -> dict[str, Any]:
-    """What a timing means nothing without: CPU, GPU, threads, software versions, UTC time, given peak."""
+def host_metadata(
+    threads: Sequence[int],
+    devices: Sequence[torch.device],
+    peak_gflops: float | None,
+    measured_peak: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """What a timing means nothing without: CPU, GPU, threads, software, UTC time, peak FLOP/s, allocator."""
     gpus = sorted({torch.cuda.get_device_name(d) for d in devices if d.type == "cuda"})
     return {
         "cpu_model": cpu_model(),
@@ -186,6 +204,9 @@ def host_metadata(threads: Sequence[int], devices: Sequence[torch.device], peak_
         "platform": platform.platform(),
         "datetime_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "peak_gflops": peak_gflops,  # as given by the user (FP32 GFLOP/s); never guessed
+        "measured_peak_gflops": measured_peak,  # CPU FMA probe per thread count ("1": ..., "2": ...)
+        "thp_mem_alloc": os.environ.get(THP_ENV, "unset"),  # PyTorch's huge-page hint for large CPU tensors
+        "native_kernels": native.unavailable_reason() or "available",
     }
 
 
@@ -200,7 +221,8 @@ def build_variants(seed: int = 0) -> dict[str, VDSR]:
 def model_costs(models: dict[str, VDSR]) -> dict[str, dict[str, Any]]:
     """Per variant: trainable parameters, inference checkpoint bytes and counted multiply-adds per pixel.
 
-    The fused variant is saved as a plain ``vdsr`` checkpoint, which is how it would ship.
+    The fused variant is saved as a plain ``vdsr`` checkpoint, which is how it would ship. The
+    row-kernel variants run their source's weights, so they have their source's costs.
     """
     costs = {}
     for name, model in models.items():
@@ -211,6 +233,8 @@ def model_costs(models: dict[str, VDSR]) -> dict[str, dict[str, Any]]:
             "checkpoint_bytes": checkpoint_bytes(arch, model),
             "macs_per_pixel": macs_per_pixel(model),
         }
+    for name, source in ROW_VARIANTS.items():
+        costs[name] = dict(costs[source])
     return costs
 
 
@@ -248,49 +272,53 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
+Candidate = tuple[nn.Module, str]  # a network and the memory format name of its input
+
+
 @torch.inference_mode()
 def time_setting(
-    models: dict[str, nn.Module],
+    candidates: dict[str, Candidate],
     height: int,
     width: int,
     device: torch.device,
     dtype: torch.dtype | None,
-    memory_format: torch.memory_format,
     warmup: int,
     repeats: int,
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
-    """Time one forward pass of each model on a (1, 1, height, width) input, in interleaved rounds.
+    """Time one forward pass of each candidate on a (1, 1, height, width) input, in interleaved rounds.
 
-    ``models`` must already be on ``device`` in ``memory_format``; ``dtype`` is the autocast
-    dtype (None: plain fp32). Returns per model its timing summary (milliseconds), peak memory in
-    bytes (CUDA only, else None) and the probe pass output on the CPU as float32.
+    ``candidates`` maps a key to (network on ``device``, name of its input's memory format in
+    :data:`FORMATS`); ``dtype`` is the autocast dtype (None: plain fp32). Returns per key its
+    timings in milliseconds, peak memory in bytes (CUDA only, else None) and the probe pass
+    output on the CPU as float32.
     """
     generator = torch.Generator().manual_seed(seed)
-    sample = torch.rand(1, 1, height, width, generator=generator).to(device).contiguous(memory_format=memory_format)
+    sample = torch.rand(1, 1, height, width, generator=generator).to(device)
+    inputs = {fmt: sample.contiguous(memory_format=FORMATS[fmt]) for fmt in {fmt for _, fmt in candidates.values()}}
     results: dict[str, dict[str, Any]] = {}
     with _autocast(device, dtype):
-        for name, model in models.items():
+        for key, (model, fmt) in candidates.items():
             for _ in range(warmup):
-                model(sample)
+                model(inputs[fmt])
             _synchronise(device)
             peak = None
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
                 before = torch.cuda.memory_allocated(device)
-            output = model(sample)
+            output = model(inputs[fmt])
             _synchronise(device)
             if device.type == "cuda":
                 peak = torch.cuda.max_memory_allocated(device) - before
-            results[name] = {"timings_ms": [], "peak_memory_bytes": peak, "output": output.float().cpu()}
+            results[key] = {"timings_ms": [], "peak_memory_bytes": peak, "output": output.float().cpu()}
             del output
         for _ in range(repeats):
-            for name, model in models.items():
+            for key, (model, fmt) in candidates.items():
                 _synchronise(device)
                 start = time.perf_counter()
-                model(sample)
+                model(inputs[fmt])
                 _synchronise(device)
-                results[name]["timings_ms"].append((time.perf_counter() - start) * 1000.0)
+                results[key]["timings_ms"].append((time.perf_counter() - start) * 1000.0)
     return results
 
 
@@ -356,31 +384,40 @@ def run_benchmark(
     warmup: int = 2,
     repeats: int = 10,
     peak_gflops: float | None = None,
+    measure_peak: bool = True,
+    row_kernel: bool = True,
     training: bool = False,
     train_batch: int = 16,
     train_steps: int = 3,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run every setting (size x threads x device x dtype x format) and return the result record.
+    """Run every setting (size x threads x device x dtype) and return the result record.
 
     Args:
         sizes: output sizes as (height, width) in pixels (see :func:`parse_sizes`).
         threads: CPU thread counts (``torch.set_num_threads``; restored afterwards).
         devices: ``cpu`` and/or CUDA devices; CUDA adds autocast fp16 and bf16 to fp32.
-        formats: memory formats, names from :data:`FORMATS`.
-        warmup: untimed passes per variant and setting (>= 0).
+        formats: memory formats, names from :data:`FORMATS`; every variant runs in each.
+        warmup: untimed passes per candidate and setting (>= 0).
         repeats: timed rounds per setting (>= 3; README numbers use >= 10).
-        peak_gflops: the machine's peak FP32 GFLOP/s, if known; adds ``fraction_of_peak``.
+        peak_gflops: the machine's peak FP32 GFLOP/s, if known; adds ``fraction_of_peak`` to every case.
+        measure_peak: without ``peak_gflops``, measure the CPU's peak per thread count with the FMA
+            probe (:mod:`asymsr.cpu_peak`, about 1 s each, before and after the timings; the higher
+            counts) and use it for the CPU cases.
+        row_kernel: on the CPU, also time the native row-kernel variants (with ``channels_last``).
         training: also measure training throughput (:func:`training_throughput`) per device and threads.
         train_batch, train_steps: batch size and timed steps of the training measurement.
         seed: seed of the weights and inputs.
         log: called with one progress line per setting (None: silent).
 
     Returns:
-        ``{"host", "protocol", "models", "cases", "training"}``; each case has median/q1/q3/min in
-        ms, GFLOP/s, parameters, checkpoint bytes, peak memory bytes (None on CPU, see
-        ``protocol.peak_memory``), and ``ratio_to_vdsr`` (median over VDSR's median in the same setting).
+        ``{"host", "protocol", "models", "cases", "best", "training"}``; each case has median/q1/q3/min
+        in ms, GFLOP/s, fraction of peak (None if no peak), parameters, checkpoint bytes, peak memory
+        bytes (None on CPU, see ``protocol.peak_memory``), ``ratio_to_vdsr`` (median over VDSR's
+        median in the same setting and memory format; channels_last for the row kernels) and, for a
+        derived form, the largest difference of its output from its source's. ``best``: see
+        :func:`best_forms`.
 
     Raises:
         ValueError: repeats < 3, warmup < 0, empty or unknown settings, a non-positive peak, or
@@ -408,39 +445,33 @@ def run_benchmark(
     resolved = parse_devices(",".join(str(d) for d in devices))
     log = log or (lambda _line: None)
 
+    measured_peak = None
+    on_cpu = any(device.type == "cpu" for device in resolved)
+    if peak_gflops is None and measure_peak and on_cpu and native.unavailable_reason() is None:
+        measured_peak = {str(count): measure_peak_gflops(count) for count in threads}
+        log("CPU peak FP32 GFLOP/s by threads, probed before the timings: " + _peaks_text(measured_peak))
+
     base = build_variants(seed)
     costs = model_costs(base)
     cases: list[dict[str, Any]] = []
     train_rows: list[dict[str, Any]] = []
     for device in resolved:
         dtypes = CUDA_DTYPES if device.type == "cuda" else {"fp32": None}
-        placed = {f: {n: _copy_to(m, device, FORMATS[f]) for n, m in base.items()} for f in formats}
+        candidates = _candidates(base, device, formats, row_kernel)
         for count in threads:
             with cpu_threads(count):
                 for height, width in sizes:
                     for dtype_name, dtype in dtypes.items():
-                        for format_name in formats:
-                            started = time.perf_counter()
-                            measured = time_setting(
-                                placed[format_name],
-                                height,
-                                width,
-                                device,
-                                dtype,
-                                FORMATS[format_name],
-                                warmup,
-                                repeats,
-                                seed,
-                            )
-                            cases.extend(
-                                _cases(measured, costs, height, width, count, device, dtype_name, format_name, warmup)
-                            )
-                            log(
-                                f"{_size_label(height, width)} threads={count} {device}/{dtype_name} {format_name}: "
-                                + ", ".join(f"{c['variant']} {c['median_ms']:.1f} ms" for c in cases[-len(VARIANTS) :])
-                                + f" ({time.perf_counter() - started:.0f} s)"
-                            )
-        del placed
+                        started = time.perf_counter()
+                        measured = time_setting(candidates, height, width, device, dtype, warmup, repeats, seed)
+                        new = list(_cases(measured, candidates, costs, height, width, count, device, dtype_name))
+                        cases.extend(new)
+                        log(
+                            f"{_size_label(height, width)} threads={count} {device}/{dtype_name}: "
+                            + ", ".join(f"{c['variant']}/{c['memory_format']} {c['median_ms']:.1f} ms" for c in new)
+                            + f" ({time.perf_counter() - started:.0f} s)"
+                        )
+        del candidates
         if training:
             for count in threads:
                 with cpu_threads(count):
@@ -462,26 +493,52 @@ def run_benchmark(
                     + ", ".join(f"{r['arch']} {r['patches_per_s']:.1f} patches/s" for r in train_rows[-2:])
                 )
 
-    if peak_gflops is not None:
-        for case in cases:
-            case["fraction_of_peak"] = case["gflops"] / peak_gflops
+    if measured_peak is not None:  # the VM's capacity drifts: keep the higher of the probes before and after
+        measured_peak = {key: max(value, measure_peak_gflops(int(key))) for key, value in measured_peak.items()}
+        log("CPU peak FP32 GFLOP/s, best of the probes before and after: " + _peaks_text(measured_peak))
+    for case in cases:
+        peak = peak_gflops
+        if peak is None and measured_peak is not None and case["device"] == "cpu":
+            peak = measured_peak[str(case["threads"])]
+        case["fraction_of_peak"] = case["gflops"] / peak if peak is not None else None
     return {
-        "host": host_metadata(threads, resolved, peak_gflops),
+        "host": host_metadata(threads, resolved, peak_gflops, measured_peak),
         "protocol": {
             "warmup": warmup,
             "repeats": repeats,
             "seed": seed,
             "input": "torch.rand (1, 1, H, W), the output size",
-            "interleaving": "each timed round runs every variant once, in order " + ", ".join(VARIANTS),
+            "interleaving": "each timed round runs every candidate (variant and memory format) of the setting once",
             "timer": "time.perf_counter around one forward pass under torch.inference_mode"
             + "; torch.cuda.synchronize before and after on CUDA",
             "gflops": "2 x macs_per_pixel x H x W / median time",
+            "peak": "given peak_gflops, else on the CPU the FMA probe's measured_peak_gflops for the thread count"
+            + " (the higher of one probe before and one after the timings)",
             "peak_memory": {"cpu": CPU_MEMORY_NOTE, "cuda": CUDA_MEMORY_NOTE},
         },
         "models": costs,
         "cases": cases,
+        "best": best_forms(cases),
         "training": train_rows if training else None,
     }
+
+
+def _peaks_text(peaks: dict[str, float]) -> str:
+    return ", ".join(f"{threads} thread(s): {value:.1f}" for threads, value in peaks.items())
+
+
+def _candidates(
+    base: dict[str, VDSR], device: torch.device, formats: Sequence[str], row_kernel: bool
+) -> dict[str, Candidate]:
+    """Every (variant, memory format) to time on ``device``, keyed ``"<variant>/<format>"``."""
+    candidates: dict[str, Candidate] = {}
+    for fmt in formats:
+        for name, model in base.items():
+            candidates[f"{name}/{fmt}"] = (_copy_to(model, device, FORMATS[fmt]), fmt)
+    if row_kernel and device.type == "cpu" and "channels_last" in formats and native.unavailable_reason() is None:
+        for name, source in ROW_VARIANTS.items():
+            candidates[f"{name}/channels_last"] = (rowkernel.RowKernelVDSR(base[source]), "channels_last")
+    return candidates
 
 
 def _copy_to(model: VDSR, device: torch.device, memory_format: torch.memory_format) -> VDSR:
@@ -494,24 +551,23 @@ def _device_label(device: torch.device) -> str:
 
 def _cases(
     measured: dict[str, dict[str, Any]],
+    candidates: dict[str, Candidate],
     costs: dict[str, dict[str, Any]],
     height: int,
     width: int,
     threads: int,
     device: torch.device,
     dtype_name: str,
-    format_name: str,
-    warmup: int,
 ) -> Iterable[dict[str, Any]]:
-    summaries = {name: summarise_timings(values["timings_ms"]) for name, values in measured.items()}
-    reference = summaries["vdsr"]["median_ms"]
-    split = measured["asym_vdsr"]["output"]
-    for name in VARIANTS:
-        summary = summaries[name]
-        cost = costs[name]
-        fused_diff = None
-        if name == "asym_vdsr_fused":
-            fused_diff = (measured[name]["output"] - split).abs().max().item()
+    summaries = {key: summarise_timings(values["timings_ms"]) for key, values in measured.items()}
+    for key, (_, fmt) in candidates.items():
+        variant = key.split("/")[0]
+        summary = summaries[key]
+        cost = costs[variant]
+        source_diff = None
+        if variant in SOURCES:
+            source = measured[f"{SOURCES[variant]}/{fmt}"]["output"]
+            source_diff = (measured[key]["output"] - source).abs().max().item()
         yield {
             "size": _size_label(height, width),
             "height": height,
@@ -520,51 +576,106 @@ def _cases(
             "device": str(device),
             "device_name": _device_label(device),
             "dtype": dtype_name,
-            "memory_format": format_name,
-            "variant": name,
+            "memory_format": fmt,
+            "variant": variant,
             **summary,
-            "warmup": warmup,
             "gflops": achieved_gflops(cost["macs_per_pixel"], height, width, summary["median_ms"]),
             "fraction_of_peak": None,
             "macs_per_pixel": cost["macs_per_pixel"],
             "params": cost["params"],
             "checkpoint_bytes": cost["checkpoint_bytes"],
-            "peak_memory_bytes": measured[name]["peak_memory_bytes"],
-            "ratio_to_vdsr": summary["median_ms"] / reference,
-            "max_abs_diff_to_asym_vdsr": fused_diff,
+            "peak_memory_bytes": measured[key]["peak_memory_bytes"],
+            "ratio_to_vdsr": summary["median_ms"] / summaries[f"vdsr/{fmt}"]["median_ms"],
+            "max_abs_diff_to_source": source_diff,
         }
+
+
+def best_forms(cases: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting (size, threads, device, dtype): the fastest form of each architecture and their ratio.
+
+    ``asym_over_vdsr``: Asym_VDSR's fastest form (split, fused or row kernel, any memory format)
+    over VDSR's fastest form (stock or row kernel); ``asym_over_stock_vdsr``: the same Asym_VDSR
+    time over VDSR's fastest stock PyTorch form. Medians in milliseconds.
+    """
+    rows = []
+
+    def setting(case: dict[str, Any]) -> tuple[str, int, str, str]:
+        return case["size"], case["threads"], case["device"], case["dtype"]
+
+    for size, threads, device, dtype in dict.fromkeys(setting(c) for c in cases):
+        same = [c for c in cases if setting(c) == (size, threads, device, dtype)]
+        asym = min((c for c in same if c["variant"] in ASYM_FAMILY), key=lambda c: c["median_ms"])
+        vdsr = min((c for c in same if c["variant"] not in ASYM_FAMILY), key=lambda c: c["median_ms"])
+        stock = min((c for c in same if c["variant"] == "vdsr"), key=lambda c: c["median_ms"])
+        rows.append(
+            {
+                "size": size,
+                "threads": threads,
+                "device": device,
+                "dtype": dtype,
+                "asym": f"{asym['variant']}/{asym['memory_format']}",
+                "asym_ms": asym["median_ms"],
+                "vdsr": f"{vdsr['variant']}/{vdsr['memory_format']}",
+                "vdsr_ms": vdsr["median_ms"],
+                "stock_vdsr": f"vdsr/{stock['memory_format']}",
+                "stock_vdsr_ms": stock["median_ms"],
+                "asym_over_vdsr": asym["median_ms"] / vdsr["median_ms"],
+                "asym_over_stock_vdsr": asym["median_ms"] / stock["median_ms"],
+            }
+        )
+    return rows
 
 
 # ---------------------------------------------------------------- outputs
 
 
 def markdown_report(result: dict[str, Any]) -> str:
-    """The result as Markdown: host line, one latency table row per case, optional training table."""
+    """The result as Markdown: host line, best-form table, one latency row per case, costs, training."""
     host = result["host"]
-    peak = host["peak_gflops"]
+    measured = host.get("measured_peak_gflops")
+    if host["peak_gflops"] is not None:
+        peak_text = f"{host['peak_gflops']} (given)"
+    elif measured:
+        peak_text = ", ".join(f"{value:.1f} on {threads} thread(s)" for threads, value in measured.items())
+        peak_text += " (measured by the FMA probe)"
+    else:
+        peak_text = "not known"
+    with_peak = any(case["fraction_of_peak"] is not None for case in result["cases"])
     lines = [
         "# asymsr bench",
         "",
         f"CPU: {host['cpu_model']} ({host['logical_cpus']} logical CPUs); GPU: {host['gpu'] or 'none'}; "
         f"torch {host['torch']}; {host['datetime_utc']}; warm-up {result['protocol']['warmup']}, "
-        f"repeats {result['protocol']['repeats']} (interleaved rounds); "
-        f"peak FP32 GFLOP/s: {peak if peak is not None else 'not given'}.",
+        f"repeats {result['protocol']['repeats']} (interleaved rounds); peak FP32 GFLOP/s: {peak_text}; "
+        f"{THP_ENV}={host.get('thp_mem_alloc', 'unset')}; native kernels: {host.get('native_kernels', 'unknown')}.",
         "",
+        "Fastest form of each architecture per setting (medians, ms):",
+        "",
+        "| size | threads | device/dtype | Asym_VDSR best | ms | VDSR best | ms | ratio "
+        "| stock VDSR best | ms | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    for row in result["best"]:
+        lines.append(
+            f"| {row['size']} | {row['threads']} | {row['device']}/{row['dtype']} | {row['asym']} | "
+            f"{row['asym_ms']:.1f} | {row['vdsr']} | {row['vdsr_ms']:.1f} | {row['asym_over_vdsr']:.2f} | "
+            f"{row['stock_vdsr']} | {row['stock_vdsr_ms']:.1f} | {row['asym_over_stock_vdsr']:.2f} |"
+        )
     header = "| size | threads | device/dtype | format | variant | median ms | IQR ms | GFLOP/s |"
     rule = "|---|---|---|---|---|---|---|---|"
-    if peak is not None:
+    if with_peak:
         header += " of peak |"
         rule += "---|"
-    lines += [header + " ratio to vdsr |", rule + "---|"]
+    lines += ["", "All cases:", "", header + " ratio to vdsr |", rule + "---|"]
     for case in result["cases"]:
         row = (
             f"| {case['size']} | {case['threads']} | {case['device']}/{case['dtype']} | {case['memory_format']} | "
             f"{case['variant']} | {case['median_ms']:.2f} | {case['q1_ms']:.2f}-{case['q3_ms']:.2f} | "
             f"{case['gflops']:.1f} |"
         )
-        if peak is not None:
-            row += f" {100 * case['fraction_of_peak']:.1f}% |"
+        if with_peak:
+            fraction = case["fraction_of_peak"]
+            row += f" {100 * fraction:.1f}% |" if fraction is not None else " - |"
         lines.append(row + f" {case['ratio_to_vdsr']:.2f} |")
     lines += ["", "Models (random weights; MACs counted by torch.utils.flop_counter):", ""]
     lines += ["| variant | params | checkpoint bytes | MACs per pixel |", "|---|---|---|---|"]
@@ -588,20 +699,22 @@ def plot_latency(result: dict[str, Any], out: str | os.PathLike[str]) -> Path:
     from matplotlib.figure import Figure
 
     sizes = list(dict.fromkeys(case["size"] for case in result["cases"]))
-    figure = Figure(figsize=(9, 3.2 * len(sizes)), layout="constrained")
+    variants = list(dict.fromkeys(case["variant"] for case in result["cases"]))
+    figure = Figure(figsize=(10, 3.2 * len(sizes)), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(sizes), 1, squeeze=False)[:, 0]
-    width = 0.8 / len(VARIANTS)
+    width = 0.8 / len(variants)
     for axis, size in zip(axes, sizes, strict=True):
         cases = [case for case in result["cases"] if case["size"] == size]
         groups = list(dict.fromkeys(_group_label(case) for case in cases))
-        for index, variant in enumerate(VARIANTS):
+        for index, variant in enumerate(variants):
             values = {_group_label(c): c for c in cases if c["variant"] == variant}
-            positions = [g + (index - (len(VARIANTS) - 1) / 2) * width for g in range(len(groups))]
-            medians = [values[g]["median_ms"] for g in groups]
+            present = [g for g in groups if g in values]
+            positions = [groups.index(g) + (index - (len(variants) - 1) / 2) * width for g in present]
+            medians = [values[g]["median_ms"] for g in present]
             errors = [
-                [values[g]["median_ms"] - values[g]["q1_ms"] for g in groups],
-                [values[g]["q3_ms"] - values[g]["median_ms"] for g in groups],
+                [values[g]["median_ms"] - values[g]["q1_ms"] for g in present],
+                [values[g]["q3_ms"] - values[g]["median_ms"] for g in present],
             ]
             axis.bar(positions, medians, width, yerr=errors, capsize=2, label=variant)
         axis.set_xticks(range(len(groups)), groups, fontsize=8)

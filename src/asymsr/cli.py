@@ -325,6 +325,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
         warmup=args.warmup,
         repeats=args.repeats,
         peak_gflops=args.peak_gflops,
+        measure_peak=not args.no_measure_peak,
+        row_kernel=not args.no_row_kernel,
         training=args.training,
         train_batch=args.train_batch,
         train_steps=args.train_steps,
@@ -628,8 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = command(
         "bench",
         cmd_bench,
-        "Time VDSR, Asym_VDSR and fused Asym_VDSR (random weights) per size, threads, device and memory format;"
-        " writes OUT.json, OUT.md and OUT.png.",
+        "Time VDSR, Asym_VDSR, fused Asym_VDSR and (on CPU) both on the native row kernel (random weights)"
+        " per size, threads, device and memory format; writes OUT.json, OUT.md and OUT.png.",
     )
     bench.add_argument(
         "--out", required=True, metavar="PREFIX", help="output prefix: PREFIX.json, PREFIX.md, PREFIX.png"
@@ -652,7 +654,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--peak-gflops",
         type=float,
         default=None,
-        help="the machine's peak FP32 GFLOP/s, if known (adds fraction of peak)",
+        help="the machine's peak FP32 GFLOP/s, if known (default: measured on the CPU by an FMA probe)",
+    )
+    bench.add_argument("--no-measure-peak", action="store_true", help="do not measure the CPU's peak FLOP/s")
+    bench.add_argument(
+        "--no-row-kernel", action="store_true", help="leave out the native row-kernel variants on the CPU"
     )
     bench.add_argument("--training", action="store_true", help="also measure training throughput in patches/s")
     bench.add_argument("--train-batch", type=int, default=16, help="41x41 patches per training step (default: 16)")
