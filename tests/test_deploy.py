@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,11 @@ from PIL import Image
 from asymsr.checkpoint import model_payload, save_checkpoint
 from asymsr.cli import main
 from asymsr.deploy import FORMATS, candidates, choose_deploy_form
+from asymsr.evaluation import evaluate
 from asymsr.inference import load_predictor
 from asymsr.models import build
+from asymsr.report import comparison_table
+from asymsr.tracking import deploy_tags, evaluation_metrics
 from tests.conftest import TINY, smooth_image
 
 
@@ -48,3 +52,44 @@ def test_upscale_with_auto_deploy_matches_the_stored_network(tmp_path: Path) -> 
     assert load_predictor(checkpoint, device="cpu", deploy="auto").deploy is not None
     with pytest.raises(ValueError, match="deploy must be one of"):
         load_predictor(checkpoint, device="cpu", deploy="fastest")
+
+
+def test_evaluation_records_the_deploy_choice_and_its_latency(image_folder: Path, tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    model = build("asym_vdsr", **TINY)
+    checkpoint = tmp_path / "asym.pt"
+    save_checkpoint(checkpoint, model_payload("asym_vdsr", model))
+    out = tmp_path / "asym.json"
+    evaluate(load_predictor(checkpoint, device="cpu"), [image_folder], [2], out, latency_size=24, progress=False)
+    summary = json.loads(out.read_text())
+    efficiency = summary["efficiency"]
+    deploy = efficiency["deploy"]
+    chosen = f"{deploy['form']}/{deploy['memory_format']}"
+    assert {f"{form}/{fmt}" for form in candidates(model) for fmt in FORMATS} <= set(deploy["timings_ms"])
+    assert deploy["device"] == "cpu" and deploy["size"] == 24 and deploy["repeats"] >= 1
+    assert efficiency["latency_ms"] == deploy["timings_ms"][chosen] == min(deploy["timings_ms"].values())
+    assert efficiency["latency_ms_as_trained_min"] <= efficiency["latency_ms_as_trained"]
+    assert efficiency["latency_input"] == [1, 1, 24, 24]
+    assert f"fastest deploy form, {chosen}" in (tmp_path / "asym.md").read_text()
+    cell = f"{efficiency['latency_ms']:.1f} (cpu, {efficiency['threads']} threads, {chosen})"
+    assert cell in comparison_table({"asym": summary})
+
+    metrics = evaluation_metrics({"efficiency": efficiency})
+    for name, ms in deploy["timings_ms"].items():
+        assert metrics[f"deploy_latency_ms_{name.replace('/', '_')}"] == ms
+    assert metrics["latency_ms_cpu"] == efficiency["latency_ms"]
+    assert metrics["latency_ms_as_trained_cpu"] == efficiency["latency_ms_as_trained"]
+    assert deploy_tags({"efficiency": efficiency}) == {
+        "deploy_form": deploy["form"],
+        "deploy_memory_format": deploy["memory_format"],
+        "deploy_device": "cpu",
+    }
+
+
+def test_summaries_without_a_deploy_record_are_still_accepted() -> None:
+    scores = {"tiny": {"x2": {"psnr": 30.0, "ssim": 0.9}}}
+    older = {**scores, "efficiency": {"arch": "vdsr", "params": 10, "latency_ms": 5.0, "device": "cpu", "threads": 2}}
+    assert deploy_tags(older) == {}
+    metrics = evaluation_metrics(older)
+    assert metrics["latency_ms_cpu"] == 5.0 and not any(key.startswith("deploy_") for key in metrics)
+    assert "| vdsr | 10 | - | 5.0 (cpu, 2 threads) |" in comparison_table({"vdsr": older})

@@ -73,6 +73,8 @@ def test_register_promotes_then_gates_and_is_idempotent(
     candidate_psnr = json.loads(pipeline_outputs["asym_vdsr"].metrics.read_text())
     gap = reference_psnr["tiny"]["x2"]["psnr"] - candidate_psnr["tiny"]["x2"]["psnr"]
     shift_psnr(pipeline_outputs["asym_vdsr"], gap - 0.1)
+    del reference_psnr["efficiency"]["deploy"]  # the reference as evaluated before deploy choices were recorded
+    pipeline_outputs["vdsr"].metrics.write_text(json.dumps(reference_psnr))
 
     # 1. No champion yet: promoted, both registered, everything logged.
     first = run_register(pipeline_outputs, image_folder, tmp_path)
@@ -103,6 +105,18 @@ def test_register_promotes_then_gates_and_is_idempotent(
     size = json.loads(Path(client.download_artifacts(child.info.run_id, "model_size.json", str(tmp_path))).read_text())
     assert set(size["params_by_layer_type"]) == {"conv3x3", "conv3x1", "conv1x3"}
     assert size["deploy_bytes"]["fused_3x3"] > size["deploy_bytes"]["as_trained"]
+    # The measured deploy form: tags and per-candidate latencies on the run, metadata of the model.
+    deploy = candidate_psnr["efficiency"]["deploy"]
+    expected = {"deploy_form": deploy["form"], "deploy_memory_format": deploy["memory_format"]}
+    expected["deploy_device"] = deploy["device"]
+    assert champion.run_id == child.info.run_id
+    assert {key: child.data.tags[key] for key in expected} == expected
+    logged = {key: value for key, value in child.data.metrics.items() if key.startswith("deploy_latency_ms_")}
+    assert logged == {f"deploy_latency_ms_{name.replace('/', '_')}": ms for name, ms in deploy["timings_ms"].items()}
+    metadata = mlflow.models.get_model_info("models:/asym_vdsr@champion").metadata
+    assert {key: metadata[key] for key in expected} == expected
+    assert not set(expected) & set(by_arch["vdsr"].data.tags)
+    assert not set(expected) & set(mlflow.models.get_model_info("models:/vdsr/1").metadata)
 
     # 2. Same inputs again: nothing new, nothing changed.
     runs_before = len(client.search_runs([parent.info.experiment_id]))

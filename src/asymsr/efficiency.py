@@ -1,4 +1,9 @@
-"""Model cost figures: parameters, bytes on disk, counted multiply-adds, measured latency."""
+"""Model cost figures: parameters, bytes on disk, counted multiply-adds, measured latency.
+
+The latency in :func:`efficiency_report` is that of the network's fastest deploy form on its
+device (:func:`asymsr.deploy.choose_deploy_form`), recorded with the choice; the network as
+trained, in NCHW, is measured as well (``latency_ms_as_trained``).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from asymsr.checkpoint import model_payload
+from asymsr.deploy import choose_deploy_form
 from asymsr.models import VDSR, count_parameters, fuse
+
+DEPLOY_REPEATS = 3  # interleaved timed rounds per deploy candidate (few: every `evaluate` pays for them)
+DEPLOY_WARMUP = 1  # untimed passes per deploy candidate
 
 
 def checkpoint_bytes(arch: str, model: VDSR) -> int:
@@ -87,8 +96,54 @@ def device_name(device: torch.device) -> str:
     return "cpu"
 
 
+def deploy_record(model: VDSR, size: int, repeats: int = DEPLOY_REPEATS, warmup: int = DEPLOY_WARMUP) -> dict[str, Any]:
+    """The fastest deploy form of ``model`` on the device it is on, as a JSON-serialisable dict.
+
+    Runs :func:`asymsr.deploy.choose_deploy_form` on a size x size input (pixels). Keys:
+    ``form``, ``memory_format``, ``timings_ms`` (median ms per ``"<form>/<format>"``
+    candidate), ``device`` (:func:`device_name`: the GPU's name, or ``"cpu"``), ``size``
+    (pixels) and ``repeats`` (timed rounds per candidate).
+    """
+    device = next(model.parameters()).device
+    _, choice = choose_deploy_form(model, device, size=size, repeats=repeats, warmup=warmup)
+    return {
+        "form": choice.form,
+        "memory_format": choice.memory_format,
+        "timings_ms": dict(choice.timings_ms),
+        "device": device_name(device),
+        "size": choice.size,
+        "repeats": repeats,
+    }
+
+
+def latency_report(model: VDSR, size: int) -> dict[str, Any]:
+    """Latency (ms) on a (1, 1, size, size) input on the model's device, as trained and as deployed.
+
+    ``latency_ms`` is the median of the fastest deploy form (``deploy``, see :func:`deploy_record`);
+    ``latency_ms_as_trained`` (with ``_min`` and ``_max``) is the network as stored, in NCHW,
+    over ``latency_repeats`` runs after warm-up (:func:`measure_latency`).
+    """
+    as_trained = measure_latency(model, size, size)
+    deploy = deploy_record(model, size)
+    return {
+        "latency_ms": deploy["timings_ms"][f"{deploy['form']}/{deploy['memory_format']}"],
+        "latency_ms_as_trained": as_trained["latency_ms"],
+        "latency_ms_as_trained_min": as_trained["latency_ms_min"],
+        "latency_ms_as_trained_max": as_trained["latency_ms_max"],
+        "latency_input": as_trained["latency_input"],
+        "latency_repeats": as_trained["latency_repeats"],
+        "device": as_trained["device"],
+        "threads": as_trained["threads"],
+        "deploy": deploy,
+    }
+
+
 def efficiency_report(arch: str, model: VDSR, latency: bool = True, latency_size: int = 256) -> dict[str, Any]:
-    """Parameters, inference checkpoint bytes, multiply-adds per pixel and (optionally) latency."""
+    """Parameters, inference checkpoint bytes, multiply-adds per pixel and (optionally) latency.
+
+    With ``latency``, adds :func:`latency_report` at ``latency_size`` pixels: the deploy choice
+    and the latency of the chosen form (``latency_ms``) and of the network as trained.
+    """
     report: dict[str, Any] = {
         "arch": arch,
         "params": count_parameters(model),
@@ -96,7 +151,7 @@ def efficiency_report(arch: str, model: VDSR, latency: bool = True, latency_size
         "macs_per_pixel": macs_per_pixel(model),
     }
     if latency:
-        report.update(measure_latency(model, latency_size, latency_size))
+        report.update(latency_report(model, latency_size))
     return report
 
 

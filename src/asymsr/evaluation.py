@@ -3,7 +3,10 @@
 Outputs (written atomically):
 
 * summary JSON: ``{"<dataset>": {"x<scale>": {"psnr": float, "ssim": float}}, "efficiency": {...}}``,
-  means over the images of each folder (readable by ``dvc metrics show``);
+  means over the images of each folder (readable by ``dvc metrics show``); the efficiency block
+  is :func:`asymsr.efficiency.efficiency_report`'s: with latency, ``latency_ms`` is the fastest
+  deploy form's (``deploy``: form, memory format, every candidate's time) and
+  ``latency_ms_as_trained`` the stored network's in NCHW;
 * per-image JSON: ``{"<dataset>": {"x<scale>": {"<file name>": {"psnr": ..., "ssim": ...}}}}``;
 * a Markdown table of the summary.
 """
@@ -80,12 +83,24 @@ def markdown_table(summary: Summary, title: str) -> str:
             f"multiply-adds per output pixel: {efficiency['macs_per_pixel']:,.0f}.",
         ]
         if "latency_ms" in efficiency:
-            size = "x".join(str(v) for v in efficiency["latency_input"][2:])
-            lines.append(
-                f"Latency ({size} input, {efficiency['device']}, {efficiency['threads']} threads): "
-                f"median {efficiency['latency_ms']:.1f} ms over {efficiency['latency_repeats']} runs."
-            )
+            lines.append(_latency_sentence(efficiency))
     return "\n".join(lines) + "\n"
+
+
+def _latency_sentence(efficiency: dict[str, Any]) -> str:
+    """One line on the measured latency (ms) of an efficiency block, naming the deploy form it was timed in."""
+    size = "x".join(str(v) for v in efficiency["latency_input"][2:])
+    setting = f"{size} input, {efficiency['device']}, {efficiency['threads']} threads"
+    deploy = efficiency["deploy"]
+    ranked = ", ".join(
+        f"{name} {ms:.1f} ms" for name, ms in sorted(deploy["timings_ms"].items(), key=lambda item: item[1])
+    )
+    return (
+        f"Latency ({setting}): median {efficiency['latency_ms']:.1f} ms in the fastest deploy form, "
+        f"{deploy['form']}/{deploy['memory_format']} (medians of {deploy['repeats']} interleaved runs: {ranked}); "
+        f"as trained in NCHW, median {efficiency['latency_ms_as_trained']:.1f} ms over "
+        f"{efficiency['latency_repeats']} runs."
+    )
 
 
 def evaluate(
@@ -109,10 +124,10 @@ def evaluate(
     per_image_out = Path(per_image_out) if per_image_out else out.with_name(f"{out.stem}.per_image.json")
     table_out = Path(table_out) if table_out else out.with_name(f"{out.stem}.md")
     summary, per_image = evaluate_folders(predictor, folders, scales, progress=progress)
-    if predictor.model is None:
+    if predictor.stored is None:
         summary["efficiency"] = {"arch": predictor.arch, "params": 0}
-    else:
-        summary["efficiency"] = efficiency_report(predictor.arch, predictor.model, latency, latency_size)
+    else:  # the stored network's figures, whichever form computed the scores
+        summary["efficiency"] = efficiency_report(predictor.arch, predictor.stored, latency, latency_size)
     write_json(per_image_out, per_image)
     write_text(table_out, markdown_table(summary, f"{predictor.name} ({predictor.source or 'baseline'})"))
     write_json(out, summary)

@@ -162,7 +162,8 @@ def _log_architecture(
     run_id = run.info.run_id
     with tracking.active_run(run_id):
         client.set_tag(run_id, "device", summary["efficiency"].get("device", "unknown"))
-        for key, value in tags.items():
+        deploy = tracking.deploy_tags(summary)
+        for key, value in {**tags, **deploy}.items():
             client.set_tag(run_id, key, value)
         tracking.log_params(client, run_id, {"arch": output.arch, **training.get("train_config", {})})
         tracking.log_history(client, run_id, history)
@@ -177,7 +178,7 @@ def _log_architecture(
             client.log_artifact(run_id, str(files[role]), artifact_path="evaluation" if role != "history" else None)
         if output.tuning is not None:
             _attach_tuning(client, run_id, output.tuning)
-        model_uri = tracking.log_model(model, output.arch, {"mean_psnr": mean_psnr(summary)})
+        model_uri = tracking.log_model(model, output.arch, {"mean_psnr": mean_psnr(summary), **deploy})
     return run_id, model_uri
 
 

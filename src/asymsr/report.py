@@ -74,14 +74,18 @@ def comparison_table(summaries: dict[str, dict[str, Any]]) -> str:
     lines += ["", "| model | parameters | multiply-adds / pixel | latency (ms) |", "|---|---|---|---|"]
     for label, summary in summaries.items():
         efficiency = summary["efficiency"]
-        latency = (
-            f"{efficiency['latency_ms']:.1f} ({efficiency['device']}, {efficiency['threads']} threads)"
-            if "latency_ms" in efficiency
-            else "-"
-        )
+        latency = _latency_cell(efficiency) if "latency_ms" in efficiency else "-"
         macs = f"{efficiency['macs_per_pixel']:,.0f}" if "macs_per_pixel" in efficiency else "-"
         lines.append(f"| {label} | {efficiency.get('params', 0):,} | {macs} | {latency} |")
     return "\n".join(lines) + "\n"
+
+
+def _latency_cell(efficiency: dict[str, Any]) -> str:
+    """Median latency (ms) with its device, threads and, when recorded, the deploy form it was timed in."""
+    setting = [efficiency["device"], f"{efficiency['threads']} threads"]
+    if "deploy" in efficiency:  # summaries written before the deploy choice was measured have none
+        setting.append(f"{efficiency['deploy']['form']}/{efficiency['deploy']['memory_format']}")
+    return f"{efficiency['latency_ms']:.1f} ({', '.join(setting)})"
 
 
 # Published PSNR (dB) / SSIM on the Y channel with ``scale`` pixels shaved per border, from

@@ -10,10 +10,14 @@ Run layout: one *parent* run per pipeline execution and one *child* run per arch
 one attaches to it, and :func:`child_run` finds or creates the architecture's child there.
 
 Metric names are stable: ``<dataset>_x<scale>_psnr`` / ``_ssim`` (dB / [0, 1]),
-``mean_psnr``, ``mean_ssim``, ``params``, ``model_bytes``, ``macs_per_pixel`` and
-``latency_ms_<device>``; per-epoch training curves are ``train_loss``, ``val_psnr``,
+``mean_psnr``, ``mean_ssim``, ``params``, ``model_bytes``, ``macs_per_pixel``,
+``latency_ms_<device>`` (ms, the fastest deploy form), ``latency_ms_as_trained_<device>`` (ms,
+the network as stored, NCHW) and ``deploy_latency_ms_<form>_<format>`` (ms, every deploy
+candidate timed on the device); per-epoch training curves are ``train_loss``, ``val_psnr``,
 ``val_psnr_x<scale>``, ``val_bicubic_psnr``, ``lr``, ``epoch_seconds`` and ``patches_per_second``
-with the epoch as step.
+with the epoch as step. The chosen deploy form is a tag of the architecture's run and metadata
+of its MLflow model: ``deploy_form``, ``deploy_memory_format``, ``deploy_device``
+(:func:`deploy_tags`).
 """
 
 from __future__ import annotations
@@ -205,7 +209,28 @@ def evaluation_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
             metrics[key] = float(efficiency[key])
     if "latency_ms" in efficiency:
         metrics[metric_key(f"latency_ms_{device_slug(efficiency['device'])}")] = float(efficiency["latency_ms"])
+    if "latency_ms_as_trained" in efficiency:
+        key = f"latency_ms_as_trained_{device_slug(efficiency['device'])}"
+        metrics[metric_key(key)] = float(efficiency["latency_ms_as_trained"])
+    for candidate, ms in efficiency.get("deploy", {}).get("timings_ms", {}).items():
+        metrics[metric_key(f"deploy_latency_ms_{candidate.replace('/', '_')}")] = float(ms)
     return metrics
+
+
+def deploy_tags(summary: Mapping[str, Any]) -> dict[str, str]:
+    """The deploy choice recorded in an ``asymsr evaluate`` summary, as run tags and model metadata.
+
+    Keys ``deploy_form``, ``deploy_memory_format`` and ``deploy_device``; empty when the summary
+    has none (evaluated without latency, or written before the choice was recorded).
+    """
+    deploy = summary.get("efficiency", {}).get("deploy")
+    if deploy is None:
+        return {}
+    return {
+        "deploy_form": deploy["form"],
+        "deploy_memory_format": deploy["memory_format"],
+        "deploy_device": deploy["device"],
+    }
 
 
 def device_slug(device: str) -> str:
