@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the asymsr CLI runs (see asymsr/__init__.py)
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages for large tensors, as in the README's bench run
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
