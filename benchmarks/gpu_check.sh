@@ -31,7 +31,7 @@ command -v nvidia-smi >/dev/null 2>&1 ||
   fail "no CUDA: nvidia-smi is not on PATH (this check needs an NVIDIA GPU and its driver)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >&2 ||
   fail "no CUDA: nvidia-smi failed (is the NVIDIA driver loaded?)"
-gpu="$("$python" -m asymsr.gpu_check check)" || exit 1
+gpu="$("$python" -m asymsr.bench.gpu_check check)" || exit 1
 log "CUDA device: $gpu; results go to $out_dir"
 
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -66,7 +66,7 @@ if [[ "${PAPER:-0}" == 1 ]]; then
 fi
 
 log "4/4 merging into $out_dir/gpu_check_$stamp.json"
-"$python" -m asymsr.gpu_check merge --bench "$work/bench.json" "${train_args[@]}" \
+"$python" -m asymsr.bench.gpu_check merge --bench "$work/bench.json" "${train_args[@]}" \
   --training-data "builtin:skimage/train (patches), builtin:skimage/val (validation PSNR)" \
   --out "$out_dir/gpu_check_$stamp.json" >&2
 log "done: $out_dir/gpu_check_$stamp.json"

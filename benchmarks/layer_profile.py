@@ -9,11 +9,11 @@ float32. Cases, timed in interleaved rounds (median of ``--repeats`` after one w
 * ``onednn 3x3``: ``relu(conv2d(x, w3x3))`` as PyTorch runs a VDSR layer;
 * ``onednn 3x1``, ``onednn 1x3`` and ``onednn pair``: the two factors alone and chained with
   ReLU, as PyTorch runs an Asym_VDSR layer;
-* ``row 3x3`` and ``row pair``: the same layers on :mod:`asymsr.rowkernel`, writing into a
-  preallocated output (as :class:`~asymsr.rowkernel.RowKernelVDSR` does).
+* ``row 3x3`` and ``row pair``: the same layers on :mod:`asymsr.nn.rowkernel`, writing into a
+  preallocated output (as :class:`~asymsr.nn.rowkernel.RowKernelVDSR` does).
 
 For each: milliseconds, GFLOP/s (2 x multiply-adds / time) and the fraction of the CPU's
-peak measured by :func:`asymsr.cpu_peak.measure_peak_gflops` for the thread count (the higher of
+peak measured by :func:`asymsr.bench.cpu_peak.measure_peak_gflops` for the thread count (the higher of
 a probe before and one after the timings), and the
 time relative to ``onednn 3x3``. A pair does 2/3 of a 3x3's multiply-adds, so 0.667 is the ratio
 its time would have at equal efficiency. Writes OUT.json and OUT.md.
@@ -35,10 +35,11 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from asymsr import rowkernel  # noqa: E402
-from asymsr.bench import cpu_model, cpu_threads, parse_threads  # noqa: E402
-from asymsr.cpu_peak import measure_peak_gflops  # noqa: E402
-from asymsr.fsutil import write_json, write_text  # noqa: E402
+from asymsr.bench.cpu_peak import measure_peak_gflops  # noqa: E402
+from asymsr.bench.host import cpu_model, cpu_threads  # noqa: E402
+from asymsr.nn import rowkernel  # noqa: E402
+from asymsr.schema.bench import parse_threads  # noqa: E402
+from asymsr.util.fs import write_json, write_text  # noqa: E402
 
 CHANNELS = 64
 

@@ -17,7 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from asymsr.prepare import PrepareConfig, prepare
+from asymsr.data.prepare import prepare
+from asymsr.schema.params import PrepareConfig
 
 
 def _tree_rss_bytes(root: int) -> int:
@@ -73,10 +74,10 @@ def main() -> None:
     args = parser.parse_args()
     datasets = Path(args.shared) / "datasets"
     folders = [datasets / "T91", datasets / "BSD200"]
-    config = PrepareConfig(workers=args.workers)
+    config = PrepareConfig()
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
         start = time.perf_counter()
-        manifest = prepare(folders, Path(scratch) / "patches", config, progress=False)
+        manifest = prepare(folders, Path(scratch) / "patches", config, workers=args.workers, progress=False)
         seconds = time.perf_counter() - start
         stored = sum(f.stat().st_size for f in (Path(scratch) / "patches").iterdir())
     print(

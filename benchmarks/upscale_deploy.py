@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from asymsr.checkpoint import model_payload, save_checkpoint
-from asymsr.inference import load_predictor
-from asymsr.models import build
-from asymsr.upscale import upscale_file
+from asymsr.eval.inference import load_predictor
+from asymsr.eval.upscale import upscale_file
+from asymsr.nn.checkpoint import model_payload, save_checkpoint
+from asymsr.nn.models import build
 
 
 def main() -> None:

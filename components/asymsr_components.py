@@ -1,9 +1,13 @@
 """Kubeflow Pipelines (v2) components of the asymsr pipeline: one per stage, all on one image.
 
-Every body only moves artifact paths into ``asymsr`` library calls, the same functions that
-the ``asymsr`` commands of ``dvc.yaml`` run, so no training, metric or data logic exists twice.
-Artifacts are written exactly at ``artifact.path`` (a folder where the stage writes several
-files) and carry metadata (architecture, parameters, PSNR, bytes) for the Kubeflow UI.
+Every body builds the stage's ``Args`` from its artifact paths and calls the stage's ``run``:
+the function that ``asymsr <stage>`` (and so ``dvc.yaml``) runs, in :mod:`asymsr.stages`.
+Nothing else happens in a body but naming paths and copying the typed result into artifact
+metadata for the Kubeflow UI; so the three ways to run the pipeline cannot drift.
+
+These are lightweight Python components on the project's image rather than container
+components, because ``kfp.local``'s SubprocessRunner (the local run in CI, where no Docker
+engine runs) refuses container components.
 
 The image is ``$ASYMSR_IMAGE`` at compile time (default below); build it with ``make image``
 (``components/Dockerfile``). Nothing is installed at run time: the image has the project.
@@ -19,32 +23,28 @@ IMAGE = os.environ.get("ASYMSR_IMAGE", "ghcr.io/asymsr/asymsr:0.1.0")
 
 @dsl.component(base_image=IMAGE)
 def resolve_params(profile: str, overrides_json: str, params: Output[Artifact]) -> str:
-    """The run's params.yaml: a profile of the image with JSON overrides, validated. Returns the experiment."""
-    import json
+    """The run's params.yaml: a profile of the image with JSON overrides, validated (``asymsr profile``)."""
+    from asymsr.stages import profile as stage
 
-    from asymsr.params import resolve_profile
-
-    resolved = resolve_profile(profile, json.loads(overrides_json or "{}"), params.path)
-    params.metadata.update({"profile": resolved.profile, "datasets": sorted(resolved.datasets)})
-    return resolved.registry.experiment
+    result = stage.run(stage.Args(name=profile, overrides=overrides_json or "{}", target=params.path))
+    params.metadata.update({"profile": profile, "experiment": result.experiment})
+    return result.experiment
 
 
 @dsl.component(base_image=IMAGE)
 def start_tracking(params: Input[Artifact], mlflow_tracking_uri: str, run_name: str, run: Output[Artifact]) -> None:
-    """Create the MLflow parent run of this pipeline run; ``run`` (tracking URI and run id) goes to every later step."""
-    import os
+    """The MLflow parent run of this pipeline run (``asymsr start-run``); ``run`` goes to every later step."""
+    from asymsr.stages import start_run as stage
 
-    from asymsr import tracking
-    from asymsr.params import load_params
-
-    if mlflow_tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
-    resolved = load_params(params.path)
-    client = tracking.connect()
-    tags = {"profile": resolved.profile, "orchestrator": "kubeflow", "git_commit": "image"}
-    parent = tracking.start_parent_run(client, resolved.registry.experiment, run_name, tags)
-    tracking.write_run_context(run.path, parent)
-    run.metadata.update({"parent_run_id": parent, "experiment": resolved.registry.experiment})
+    args = stage.Args(
+        params=params.path,
+        run_name=run_name,
+        out=run.path,
+        tracking_uri=mlflow_tracking_uri or None,
+        tag=["orchestrator=kubeflow", "git_commit=image"],
+    )
+    result = stage.run(args)
+    run.metadata.update({"parent_run_id": result.parent_run_id, "experiment": result.experiment})
 
 
 @dsl.component(base_image=IMAGE)
@@ -57,44 +57,34 @@ def tune_slots(architectures: list, count: int) -> list:
 
 @dsl.component(base_image=IMAGE)
 def fetch_and_validate(params: Input[Artifact], data: Output[Dataset], validation: Output[Artifact]) -> None:
-    """Fetch every dataset of params into ``data/<name>`` and check it with Great Expectations."""
+    """Every dataset of params into ``data/<name>``, each checked (``asymsr fetch`` + ``asymsr validate images``)."""
     from pathlib import Path
 
-    from asymsr.params import load_params
-    from asymsr.sources import fetch
-    from asymsr.validation import raise_on_failure, validate_images
+    from asymsr.schema.params import load_params
+    from asymsr.stages import fetch, validate
 
-    resolved = load_params(params.path)
-    reports = Path(validation.path)
     counts = {}
-    for name, source in resolved.datasets.items():
-        files = fetch(source, Path(data.path) / name)
-        report = validate_images(
-            Path(data.path) / name,
-            expected_count=resolved.validation.expected_counts.get(name),
-            min_size=resolved.validation.min_size,
-        )
-        report.write(reports / f"{name}.json", reports / f"{name}.html")
-        raise_on_failure(report)
-        counts[name] = len(files)
+    for name in load_params(params.path).datasets:
+        folder = Path(data.path) / name
+        fetched = fetch.run(fetch.Args(dataset=name, params=params.path, out=folder))
+        validate.run(validate.Args(kind="images", folder=folder, params=params.path, out=Path(validation.path) / name))
+        counts[name] = fetched.files
     data.metadata.update({"images": counts})
 
 
 @dsl.component(base_image=IMAGE)
 def prepare_patches(params: Input[Artifact], data: Input[Dataset], patches: Output[Dataset]) -> None:
-    """Cut the training set into patches and validate them (``asymsr prepare`` + ``validate patches``)."""
+    """Cut the training set into patches and validate them (``asymsr prepare`` + ``asymsr validate patches``)."""
     from pathlib import Path
 
-    from asymsr.params import load_params
-    from asymsr.prepare import prepare
-    from asymsr.validation import raise_on_failure, validate_patches
+    from asymsr.schema.params import load_params
+    from asymsr.stages import prepare, validate
 
-    resolved = load_params(params.path)
-    manifest = prepare([Path(data.path) / resolved.data.train], patches.path, resolved.prepare.config(workers=2))
-    report = validate_patches(patches.path, sample=resolved.validation.patch_sample)
-    report.write(Path(patches.path) / "validation.json", Path(patches.path) / "validation.html")
-    raise_on_failure(report)
-    patches.metadata.update({"patches": manifest["count"], "per_scale": manifest["counts_per_scale"]})
+    train_set = Path(data.path) / load_params(params.path).data.train
+    result = prepare.run(prepare.Args(images=[train_set], out=patches.path, params=params.path, quiet=True))
+    report = Path(patches.path) / "validation"
+    validate.run(validate.Args(kind="patches", folder=patches.path, params=params.path, out=report))
+    patches.metadata.update({"patches": result.count, "per_scale": result.counts_per_scale})
 
 
 @dsl.component(base_image=IMAGE)
@@ -118,28 +108,25 @@ def tune(
     import os
     from pathlib import Path
 
-    from asymsr.params import load_params
-    from asymsr.tracking import use_run_context
-    from asymsr.tuning import settings_from_params, tune
+    from asymsr.mlops.tracking import use_run_context
+    from asymsr.schema.params import load_params
+    from asymsr.stages import tune as stage
 
-    parent_run_id = use_run_context(run.path)
-    resolved = load_params(params.path)
-    block = resolved.tune.model_dump()
-    block["storage"] = optuna_storage or os.environ.get("OPTUNA_STORAGE") or block["storage"]
-    block["trials"] = n_trials or block["trials"]
-    summary = tune(
-        arch,
-        resolved.train.config(arch),
-        settings_from_params(block, arch),
-        patches.path,
-        Path(data.path) / resolved.data.val,
-        study.path,
-        experiment=resolved.registry.experiment,
-        parent_run_id=parent_run_id,
+    parent = use_run_context(run.path)
+    args = stage.Args(
+        params=params.path,
+        arch=arch,
+        patches=patches.path,
+        val=Path(data.path) / load_params(params.path).data.val,
+        out=study.path,
+        storage=optuna_storage or os.environ.get("OPTUNA_STORAGE") or None,
+        trials=n_trials or None,
+        parent_run_id=parent,
     )
-    study.metadata.update({"arch": arch, "study": summary["study"], "best_params": json.dumps(summary["best_params"])})
-    best.log_metric("best_val_psnr_db", summary["best_value_db"])
-    best.log_metric("counted_trials", summary["counted"])
+    summary = stage.run(args).study
+    study.metadata.update({"arch": arch, "study": summary.study, "best_params": json.dumps(summary.best_params)})
+    best.log_metric("best_val_psnr_db", summary.best_value_db)
+    best.log_metric("counted_trials", summary.counted)
 
 
 @dsl.component(base_image=IMAGE)
@@ -154,23 +141,28 @@ def train(
 ) -> None:
     """Train ``arch`` with the study's best parameters (``asymsr train --config best_params.json``).
 
-    With several GPUs visible it runs one process per GPU under torchrun (DistributedDataParallel).
+    With several GPUs visible it runs one process per GPU under torchrun (``--processes auto``).
     """
     from pathlib import Path
 
-    from asymsr.launch import run_cli
-    from asymsr.params import load_params
-    from asymsr.tracking import use_run_context
+    from asymsr.mlops.tracking import use_run_context
+    from asymsr.schema.params import load_params
+    from asymsr.stages import train as stage
 
-    parent_run_id = use_run_context(run.path)
-    resolved = load_params(params.path)
-    argv = ["train", "--params", params.path, "--arch", arch, "--config", str(Path(study.path) / "best_params.json")]
-    argv += ["--patches", patches.path, "--val", str(Path(data.path) / resolved.data.val), "--out", model.path]
-    argv += ["--quiet", "--parent-run-id", parent_run_id]
-    run_cli(argv)
-    model.metadata.update(
-        {"arch": arch, "framework": "pytorch", "bytes": (Path(model.path) / "model.pt").stat().st_size}
+    parent = use_run_context(run.path)
+    args = stage.Args(
+        params=params.path,
+        arch=arch,
+        config=Path(study.path) / "best_params.json",
+        patches=patches.path,
+        val=Path(data.path) / load_params(params.path).data.val,
+        out=model.path,
+        processes="auto",
+        parent_run_id=parent,
+        quiet=True,
     )
+    result = stage.run(args)
+    model.metadata.update({"arch": arch, "framework": "pytorch", "bytes": result.model.stat().st_size})
 
 
 @dsl.component(base_image=IMAGE)
@@ -183,14 +175,16 @@ def evaluate_model(
     scores: Output[Metrics],
     table: Output[Markdown],
 ) -> None:
-    """PSNR/SSIM on the test sets plus efficiency figures (``asymsr evaluate``)."""
+    """PSNR/SSIM on the test sets plus efficiency figures (``asymsr evaluate --params --data-root``)."""
     from pathlib import Path
 
-    from asymsr.evaluation import evaluate_test_sets
-    from asymsr.tracking import evaluation_metrics
+    from asymsr.mlops.tracking import evaluation_metrics
+    from asymsr.stages import evaluate as stage
 
     out = Path(evaluation.path) / f"{arch}.json"
-    summary = evaluate_test_sets(params.path, Path(model.path) / "model.pt", data.path, out)
+    checkpoint = str(Path(model.path) / "model.pt")
+    args = stage.Args(params=params.path, model=checkpoint, data_root=data.path, out=out, quiet=True)
+    summary = stage.run(args).summary
     for key, value in evaluation_metrics(summary).items():
         scores.log_metric(key, value)
     evaluation.metadata.update({"label": arch})
@@ -201,15 +195,52 @@ def evaluate_model(
 def evaluate_bicubic(
     params: Input[Artifact], data: Input[Dataset], evaluation: Output[Artifact], table: Output[Markdown]
 ) -> None:
-    """The bicubic baseline through the same evaluation path (``asymsr evaluate --model bicubic``)."""
+    """The bicubic baseline through the same stage (``asymsr evaluate --model bicubic``)."""
     from pathlib import Path
 
-    from asymsr.evaluation import evaluate_test_sets
+    from asymsr.stages import evaluate as stage
 
     out = Path(evaluation.path) / "bicubic.json"
-    evaluate_test_sets(params.path, "bicubic", data.path, out)
+    stage.run(stage.Args(params=params.path, model="bicubic", data_root=data.path, out=out, quiet=True))
     evaluation.metadata.update({"label": "bicubic"})
     Path(table.path).write_text(out.with_suffix(".md").read_text())
+
+
+@dsl.component(base_image=IMAGE)
+def report(
+    params: Input[Artifact],
+    data: Input[Dataset],
+    models: Input[list[Model]],
+    evaluations: Input[list[Artifact]],
+    baseline: Input[Artifact],
+    comparison: Output[Artifact],
+    table: Output[Markdown],
+) -> None:
+    """The comparison report, its plots and the x4 crops (``asymsr report``, as ``dvc.yaml`` runs it)."""
+    from pathlib import Path
+
+    from asymsr.schema.params import load_params
+    from asymsr.stages import report as stage
+
+    archs = [item.metadata["arch"] for item in models]
+    metrics = {item.metadata["label"]: Path(item.path) / f"{item.metadata['label']}.json" for item in evaluations}
+    metrics["bicubic"] = Path(baseline.path) / "bicubic.json"
+    labels = ["bicubic", *archs]
+    visual = ["bicubic=bicubic", *(f"{item.metadata['arch']}={Path(item.path) / 'model.pt'}" for item in models)]
+    out = Path(comparison.path)
+    args = stage.Args(
+        metrics=[metrics[label] for label in labels],
+        labels=labels,
+        out=out / "results.md",
+        plot_out=out / "psnr_gain.json",
+        plots_dir=out / "plots",
+        visual_images=Path(data.path) / load_params(params.path).data.test[0],
+        visual_model=visual,
+        device="cpu",
+    )
+    result = stage.run(args)
+    Path(table.path).write_text(result.table)
+    comparison.metadata.update({"files": [str(path.relative_to(out)) for path in result.written]})
 
 
 @dsl.component(base_image=IMAGE)
@@ -219,51 +250,46 @@ def register(
     models: Input[list[Model]],
     evaluations: Input[list[Artifact]],
     studies: Input[list[Artifact]],
-    baseline: Input[Artifact],
+    comparison: Input[Artifact],
     run: Input[Artifact],
-    max_psnr_drop: float,
-    use_stages: bool,
-    report: Output[Markdown],
     decision: Output[Metrics],
 ) -> str:
-    """Comparison report and plots, then ``asymsr register``: log, register, apply the gate. Returns the decision."""
+    """``asymsr register``: log, register, apply the gate of the profile's ``register`` block. Returns the decision."""
     import json
     import tempfile
     from pathlib import Path
 
-    from asymsr import tracking
-    from asymsr.params import load_params
-    from asymsr.plots import report_plots
-    from asymsr.registry import ArchOutputs, RegisterSettings, register_pipeline
-    from asymsr.report import comparison_report, load_summary
+    from asymsr.mlops.tracking import use_run_context
+    from asymsr.stages import register as stage
 
-    parent_run_id = tracking.use_run_context(run.path)
-    resolved = load_params(params.path)
-    by_label = {item.metadata["label"]: Path(item.path) / f"{item.metadata['label']}.json" for item in evaluations}
-    model_dirs = {item.metadata["arch"]: Path(item.path) for item in models}
-    study_files = {item.metadata["arch"]: Path(item.path) / "study.json" for item in studies}
-    summaries = {"bicubic": load_summary(Path(baseline.path) / "bicubic.json")}
-    summaries.update({arch: load_summary(by_label[arch]) for arch in model_dirs})
-    work = Path(tempfile.mkdtemp(prefix="asymsr-register-"))
-    plots = report_plots(summaries, work / "plots")
-    text = comparison_report(summaries, {caption: f"plots/{path.name}" for caption, path in plots.items()})
-    Path(report.path).write_text(text)
-    settings = RegisterSettings(
-        **{**resolved.registry.model_dump(), "max_psnr_drop": max_psnr_drop, "use_stages": use_stages}
+    parent = use_run_context(run.path)
+    # the stage reads <models>/<arch>/, <metrics>/<arch>.json and <tune>/<arch>/study.json: link the artifacts so
+    layout = Path(tempfile.mkdtemp(prefix="asymsr-register-"))
+    for item in models:
+        (layout / "models").mkdir(exist_ok=True)
+        (layout / "models" / item.metadata["arch"]).symlink_to(item.path)
+    for item in evaluations:
+        (layout / "metrics").mkdir(exist_ok=True)
+        for source in Path(item.path).iterdir():
+            (layout / "metrics" / source.name).symlink_to(source)
+    for item in studies:
+        (layout / "tune").mkdir(exist_ok=True)
+        (layout / "tune" / item.metadata["arch"]).symlink_to(item.path)
+    reports = sorted(path for path in Path(comparison.path).rglob("*") if path.suffix in (".md", ".png"))
+    args = stage.Args(
+        params=params.path,
+        models_root=layout / "models",
+        metrics_root=layout / "metrics",
+        tune_root=layout / "tune",
+        data_root=data.path,
+        report=reports,
+        out=layout / "registry.json",
+        parent_run_id=parent,
+        finish_parent=True,
+        tag=["orchestrator=kubeflow"],
     )
-    record = register_pipeline(
-        [ArchOutputs(arch, model_dirs[arch], by_label[arch], study_files.get(arch)) for arch in model_dirs],
-        settings,
-        [Path(data.path) / name for name in resolved.data.test],
-        resolved.evaluate.scales,
-        work / "registry.json",
-        params=resolved.model_dump(by_alias=True),
-        reports=[report.path, *plots.values()],
-        parent_run_id=parent_run_id,
-        tags={"profile": resolved.profile, "orchestrator": "kubeflow"},
-    )
-    decision.log_metric("promoted", 1.0 if record["decision"]["label"] == "promoted" else 0.0)
-    decision.log_metric("psnr_drop_db", record["decision"]["figures"]["psnr_drop_db"])
-    decision.metadata.update({"versions": json.dumps(record["versions"]), "reason": record["decision"]["reason"]})
-    tracking.finish(tracking.connect(), parent_run_id)
-    return record["decision"]["label"]
+    record = stage.run(args).record
+    decision.log_metric("promoted", 1.0 if record.decision.promote else 0.0)
+    decision.log_metric("psnr_drop_db", record.decision.figures.psnr_drop_db)
+    decision.metadata.update({"versions": json.dumps(record.versions), "reason": record.decision.reason})
+    return record.decision.label

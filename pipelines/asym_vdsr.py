@@ -4,7 +4,12 @@
         -> bicubic baseline
         -> for each architecture (in parallel): tune workers (in parallel, one shared study)
            -> collect the study -> train -> evaluate
-        -> register (report, MLflow, registry, promotion gate)
+        -> report (table, plots, crops) -> register (MLflow, registry, promotion gate)
+
+Every component runs one stage of :mod:`asymsr.stages`, the same function as the matching
+``asymsr`` command in ``dvc.yaml``; this file holds wiring, resources and secrets only. The
+promotion gate is the profile's ``register`` block (override it with ``params_overrides``, e.g.
+``{"register": {"max_psnr_drop": 0.3, "use_stages": true}}``).
 
 ``python -m pipelines.asym_vdsr`` compiles it to ``pipelines/asym_vdsr.yaml`` (committed; a
 test fails when it is stale). Credentials never travel as parameters: tasks that talk to S3 or
@@ -74,8 +79,6 @@ def build_pipeline(cluster: bool = True) -> Any:
         trial_parallelism: int = 2,
         optuna_storage: str = "",
         mlflow_tracking_uri: str = "",
-        max_psnr_drop: float = 0.2,
-        use_stages: bool = False,
         accelerator: str = "nvidia.com/gpu",
         gpus_per_task: int = 1,
         run_name: str = "kubeflow",
@@ -88,8 +91,7 @@ def build_pipeline(cluster: bool = True) -> Any:
         study (0: the profile's). ``trial_parallelism``: tune pods per architecture sharing one
         study through ``optuna_storage`` (a SQLAlchemy URL; empty: the ``OPTUNA_STORAGE`` of the
         secret, else the profile's local SQLite, which only suits one pod). ``mlflow_tracking_uri``:
-        empty for the image's environment. ``max_psnr_drop``/``use_stages``: the promotion gate.
-        ``accelerator``/``gpus_per_task``: what tune, train and evaluate request.
+        empty for the image's environment. ``accelerator``/``gpus_per_task``: what tune, train and evaluate request.
         """
         params = c.resolve_params(profile=profile, overrides_json=params_overrides).set_caching_options(False)
         tracking = _credentials(
@@ -133,16 +135,21 @@ def build_pipeline(cluster: bool = True) -> Any:
             for task in (model, evaluation):
                 _credentials(on_gpu(task, accelerator, gpus_per_task))
 
+        comparison = c.report(
+            params=params.outputs["params"],
+            data=data.outputs["data"],
+            models=dsl.Collected(model.outputs["model"]),
+            evaluations=dsl.Collected(evaluation.outputs["evaluation"]),
+            baseline=baseline.outputs["evaluation"],
+        )
         c.register(
             params=params.outputs["params"],
             data=data.outputs["data"],
             models=dsl.Collected(model.outputs["model"]),
             evaluations=dsl.Collected(evaluation.outputs["evaluation"]),
             studies=dsl.Collected(study.outputs["study"]),
-            baseline=baseline.outputs["evaluation"],
+            comparison=comparison.outputs["comparison"],
             run=tracking.outputs["run"],
-            max_psnr_drop=max_psnr_drop,
-            use_stages=use_stages,
         ).set_caching_options(False)
 
     return asym_vdsr_pipeline

@@ -1,0 +1,423 @@
+"""MLflow tracking: where runs go, how figures are named, and what every run carries.
+
+Store: ``MLFLOW_TRACKING_URI`` when set (e.g. ``http://mlflow:5000`` on a cluster), otherwise
+an embedded local store inside the project, ``mlruns/mlflow.db`` (SQLite, runs and registry)
+with artifacts under ``mlruns/artifacts``, so that ``make run`` needs no server.
+
+Run layout: one *parent* run per pipeline execution and one *child* run per architecture
+(tag ``asymsr.arch``) under it. The parent's id travels between stages as
+``--parent-run-id`` or the environment variable ``ASYMSR_PARENT_RUN_ID``; a stage that gets
+one attaches to it, and :func:`child_run` finds or creates the architecture's child there.
+
+Metric names are stable: ``<dataset>_x<scale>_psnr`` / ``_ssim`` (dB / [0, 1]),
+``mean_psnr``, ``mean_ssim``, ``params``, ``model_bytes``, ``macs_per_pixel``,
+``latency_ms_<device>`` (ms, the fastest deploy form), ``latency_ms_as_trained_<device>`` (ms,
+the network as stored, NCHW) and ``deploy_latency_ms_<form>_<format>`` (ms, every deploy
+candidate timed on the device); per-epoch training curves are ``train_loss``, ``val_psnr``,
+``val_psnr_x<scale>``, ``val_bicubic_psnr``, ``lr``, ``epoch_seconds`` and ``patches_per_second``
+with the epoch as step. The chosen deploy form is a tag of the architecture's run and metadata
+of its MLflow model: ``deploy_form``, ``deploy_memory_format``, ``deploy_device``
+(:func:`deploy_tags`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from asymsr.schema.records import EpochRecord, EvaluationSummary, TrainingHistory
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.models import ModelSignature
+
+    from asymsr.nn.models import VDSR
+
+PARENT_RUN_ENV = "ASYMSR_PARENT_RUN_ID"
+LOCAL_STORE = Path("mlruns")
+DEFAULT_EXPERIMENT = "asymsr"
+ARCH_TAG = "asymsr.arch"
+ROLE_TAG = "asymsr.role"
+CONNECT_ATTEMPTS = 3
+OUTPUT_PATHSPECS = (":!dvc.lock", ":!metrics", ":!reports")  # written by `dvc repro`, not by hand
+
+
+class TrackingUnavailable(ConnectionError):
+    """The tracking server cannot be reached; the message names its URI."""
+
+
+def local_store(root: str | os.PathLike[str] = ".") -> tuple[str, str]:
+    """(tracking URI, artifact URI) of the embedded store under ``root/mlruns``."""
+    folder = (Path(root) / LOCAL_STORE).resolve()
+    return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the embedded store of the current directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_store()[0]
+
+
+def connect(uri: str | None = None, attempts: int = CONNECT_ATTEMPTS) -> MlflowClient:
+    """Point MLflow at ``uri`` (default :func:`tracking_uri`) and check that it answers.
+
+    A local SQLite store is created on first use (its folder included). A server gets
+    ``attempts`` tries, 2 s apart, each with MLflow's own HTTP retries capped at 2 and a 10 s
+    timeout unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_TIMEOUT`` say
+    otherwise.
+
+    Raises:
+        TrackingUnavailable: the store did not answer; the message names the URI.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    error: Exception | None = None
+    for attempt in range(attempts):
+        try:
+            client.search_experiments(max_results=1)
+            return client
+        except Exception as caught:  # requests, SQLAlchemy and MLflow each raise their own types
+            error = caught
+            if attempt + 1 < attempts:
+                time.sleep(2.0)
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    raise TrackingUnavailable(f"MLflow tracking store {uri} did not answer after {attempts} attempts: {reason}")
+
+
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created if absent (SQLite store: artifacts beside the database)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None  # a server decides (--artifacts-destination)
+    if client.tracking_uri.startswith("sqlite:///"):
+        artifact_location = (Path(client.tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def start_parent_run(client: MlflowClient, experiment: str, name: str, tags: Mapping[str, str]) -> str:
+    """Create a pipeline-level run in ``experiment``; returns its id."""
+    experiment_id = ensure_experiment(client, experiment)
+    run = client.create_run(experiment_id, run_name=name, tags={ROLE_TAG: "pipeline", **tags})
+    return run.info.run_id
+
+
+def parent_run_id(given: str | None = None) -> str | None:
+    """``given``, else ``$ASYMSR_PARENT_RUN_ID``, else None (empty strings count as absent)."""
+    return given or os.environ.get(PARENT_RUN_ENV) or None
+
+
+def child_run(client: MlflowClient, parent_id: str, arch: str, tags: Mapping[str, str] | None = None) -> Run:
+    """The architecture's run under ``parent_id``: the existing one, or a new one."""
+    parent = client.get_run(parent_id)
+    found = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and tags.`{ARCH_TAG}` = '{arch}'",
+        max_results=1,
+    )
+    if found:
+        return found[0]
+    return client.create_run(
+        parent.info.experiment_id,
+        run_name=arch,
+        tags={"mlflow.parentRunId": parent_id, ARCH_TAG: arch, ROLE_TAG: "architecture", **(tags or {})},
+    )
+
+
+@contextmanager
+def active_run(run_id: str) -> Iterator[None]:
+    """Make ``run_id`` MLflow's active run (``mlflow.pytorch.log_model`` logs into the active run).
+
+    The run ends FINISHED when the block completes and FAILED when it raises (Ctrl-C included).
+    """
+    import mlflow
+
+    mlflow.start_run(run_id=run_id)
+    try:
+        yield
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+def finish(client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
+    """Mark a run as ended with ``status`` (FINISHED, FAILED or KILLED)."""
+    client.set_terminated(run_id, status=status)
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mappings -> ``{"a.b.c": "value"}`` with lists and scalars as JSON/str (MLflow params)."""
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = value if isinstance(value, str) else json.dumps(value)
+    return flat
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    """Log nested parameters flattened; values already logged with the same value are skipped."""
+    from mlflow.entities import Param
+
+    logged = client.get_run(run_id).data.params
+    new = [Param(key, value) for key, value in flatten(params).items() if logged.get(key) != value]
+    for start in range(0, len(new), 100):
+        client.log_batch(run_id, params=new[start : start + 100])
+
+
+def metric_key(name: str) -> str:
+    """A metric or tag name with characters MLflow rejects replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
+
+
+def evaluation_metrics(summary: EvaluationSummary) -> dict[str, float]:
+    """An evaluation summary as flat MLflow metrics (see the module docstring)."""
+    metrics: dict[str, float] = {}
+    for dataset, scale in summary.cases():
+        scores = summary.scores[dataset][scale]
+        metrics[metric_key(f"{dataset}_{scale}_psnr")] = scores.psnr
+        metrics[metric_key(f"{dataset}_{scale}_ssim")] = scores.ssim
+    if summary.scores:
+        metrics["mean_psnr"] = summary.mean("psnr")
+        metrics["mean_ssim"] = summary.mean("ssim")
+    efficiency = summary.efficiency
+    metrics["params"] = float(efficiency.params)
+    for key in ("model_bytes", "macs_per_pixel"):
+        if getattr(efficiency, key) is not None:
+            metrics[key] = float(getattr(efficiency, key))
+    device = device_slug(efficiency.device or "unknown")
+    if efficiency.latency_ms is not None:
+        metrics[metric_key(f"latency_ms_{device}")] = float(efficiency.latency_ms)
+    if efficiency.latency_ms_as_trained is not None:
+        metrics[metric_key(f"latency_ms_as_trained_{device}")] = float(efficiency.latency_ms_as_trained)
+    if efficiency.deploy is not None:
+        for candidate, ms in efficiency.deploy.timings_ms.items():
+            metrics[metric_key(f"deploy_latency_ms_{candidate.replace('/', '_')}")] = float(ms)
+    return metrics
+
+
+def deploy_tags(summary: EvaluationSummary) -> dict[str, str]:
+    """The deploy choice recorded in an evaluation summary, as run tags and model metadata.
+
+    Keys ``deploy_form``, ``deploy_memory_format`` and ``deploy_device``; empty when the summary
+    has none (evaluated without latency).
+    """
+    deploy = summary.efficiency.deploy
+    if deploy is None:
+        return {}
+    return {"deploy_form": deploy.form, "deploy_memory_format": deploy.memory_format, "deploy_device": deploy.device}
+
+
+def device_slug(device: str) -> str:
+    """``"NVIDIA H100 80GB HBM3"`` -> ``"nvidia_h100_80gb_hbm3"``; ``"cpu"`` stays."""
+    return re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    """Log a flat mapping of metrics at one step in batches."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+    for start in range(0, len(batch), 500):
+        client.log_batch(run_id, metrics=batch[start : start + 500])
+
+
+def epoch_metrics(record: EpochRecord) -> dict[str, float]:
+    """One epoch of a training history as metrics."""
+    metrics = {
+        "train_loss": record.loss,
+        "lr": record.lr,
+        "epoch_seconds": record.seconds,
+        "patches_per_second": record.patches_per_second,
+    }
+    if record.val_psnr is not None:
+        metrics["val_psnr"] = record.val_psnr
+    if record.val_bicubic_psnr is not None:
+        metrics["val_bicubic_psnr"] = record.val_bicubic_psnr
+    for scale, value in record.val_psnr_per_scale.items():
+        metrics[f"val_psnr_{scale}"] = value
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def log_history(client: MlflowClient, run_id: str, history: TrainingHistory) -> bool:
+    """Log per-epoch curves unless the run already has them (e.g. logged live); True if logged."""
+    if "train_loss" in client.get_run(run_id).data.metrics:
+        return False
+    for record in history.epochs:
+        log_metrics(client, run_id, epoch_metrics(record), step=record.epoch)
+    return True
+
+
+def git_commit(root: str | os.PathLike[str] = ".") -> str:
+    """HEAD's commit id, with ``-dirty`` if tracked files other than pipeline outputs changed.
+
+    ``dvc.lock``, ``metrics/`` and ``reports/`` are written by the pipeline itself and do not
+    count. ``"unknown"`` outside a git work tree.
+    """
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *OUTPUT_PATHSPECS],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def dvc_data_hash(out: str, lock: str | os.PathLike[str] = "dvc.lock") -> str:
+    """The md5 that ``dvc.lock`` records for output path ``out``; ``"unknown"`` if not recorded."""
+    lock = Path(lock)
+    if not lock.is_file():
+        return "unknown"
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    for stage in stages.values():
+        for entry in stage.get("outs", []):
+            if entry.get("path") == out and "md5" in entry:
+                return str(entry["md5"])
+    return "unknown"
+
+
+def model_signature() -> ModelSignature:
+    """Input and output are float32 (N, 1, H, W) luminance in [0, 1]; N, H and W are free."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    def spec(name: str) -> Schema:
+        return Schema([TensorSpec(np.dtype(np.float32), (-1, 1, -1, -1), name)])
+
+    return ModelSignature(inputs=spec("bicubic_luminance"), outputs=spec("super_resolved_luminance"))
+
+
+def pip_requirements() -> list[str]:
+    """The package's run-time dependencies pinned to the installed versions (torch without ``+cpu``)."""
+    from importlib.metadata import requires, version
+
+    pins = []
+    for requirement in requires("asymsr") or []:
+        if "extra ==" in requirement:
+            continue
+        name = re.split(r"[<>=!~ ;\[]", requirement, maxsplit=1)[0]
+        pins.append(f"{name}=={version(name).split('+')[0]}")
+    return pins
+
+
+def package_source() -> Path:
+    """The folder of the ``asymsr`` package, logged with each model so that it loads without the project."""
+    return Path(__file__).resolve().parents[1]
+
+
+def log_model(model: VDSR, arch: str, metadata: Mapping[str, Any]) -> str:
+    """Log ``model`` (eval mode, CPU) into the active run with pickle serialisation; returns its URI.
+
+    Pickle keeps H and W free (the pt2 export fixes them); the signature says so, and the
+    package code and exact pip requirements travel with the model, so that
+    ``mlflow.pytorch.load_model(uri)`` works in a clean process.
+    """
+    import logging
+
+    import mlflow.pytorch
+
+    # MLflow warns on every pickle save; pickle is the deliberate choice here (see the docstring).
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+    info = mlflow.pytorch.log_model(
+        model.cpu().eval(),
+        name="model",
+        signature=model_signature(),
+        pip_requirements=pip_requirements(),
+        code_paths=[str(package_source())],
+        serialization_format="pickle",
+        metadata={"arch": arch, **metadata},
+    )
+    return info.model_uri
+
+
+def load_logged_model(uri: str) -> VDSR:
+    """Load an MLflow model URI (``models:/asym_vdsr@champion``) as a VDSR network in eval mode on the CPU.
+
+    Raises:
+        CheckpointError: the URI names no model, or a model that is not an asymsr network.
+        TrackingUnavailable: the tracking store does not answer.
+    """
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    from asymsr.nn.checkpoint import CheckpointError
+    from asymsr.nn.models import VDSR
+
+    connect()
+    try:
+        model = mlflow.pytorch.load_model(uri, map_location="cpu")
+    except MlflowException as error:
+        raise CheckpointError(f"{uri}: cannot load from {tracking_uri()}: {error.message}") from None
+    if not isinstance(model, VDSR):
+        raise CheckpointError(f"{uri}: not an asymsr VDSR network (got {type(model).__name__})")
+    return model.eval()
+
+
+@contextmanager
+def live_training_log(
+    parent_id: str, arch: str, train_config: Mapping[str, Any]
+) -> Iterator[Callable[[EpochRecord], None]]:
+    """Log a training run live into the architecture's child run under ``parent_id``.
+
+    Yields the ``on_epoch_end`` callback for :func:`asymsr.training.loop.train`; the child run gets
+    the resolved config as parameters and each epoch's :func:`epoch_metrics`. It ends FINISHED,
+    or FAILED if training raises (``asymsr register`` later reopens it to add the rest).
+    """
+    client = connect()
+    run_id = child_run(client, parent_id, arch).info.run_id
+    log_params(client, run_id, {"arch": arch, **train_config})
+
+    def on_epoch_end(record: EpochRecord) -> None:
+        log_metrics(client, run_id, epoch_metrics(record), step=record.epoch)
+
+    try:
+        yield on_epoch_end
+    except BaseException:
+        finish(client, run_id, "FAILED")
+        raise
+    finish(client, run_id)
+
+
+def write_run_context(path: str | os.PathLike[str], parent_id: str, uri: str | None = None) -> None:
+    """Save the tracking URI and parent run id for later pipeline steps (a small JSON file)."""
+    from asymsr.util.fs import write_json
+
+    write_json(path, {"tracking_uri": uri or tracking_uri(), "parent_run_id": parent_id})
+
+
+def use_run_context(path: str | os.PathLike[str]) -> str:
+    """Point this process at the context's tracking store (``MLFLOW_TRACKING_URI``); returns the parent run id."""
+    context = json.loads(Path(path).read_text())
+    os.environ["MLFLOW_TRACKING_URI"] = context["tracking_uri"]
+    return context["parent_run_id"]

@@ -1,0 +1,79 @@
+"""Checkpoints: plain dicts of tensors and primitives, loadable with ``weights_only=True``.
+
+Layout (``FORMAT_VERSION`` 1)::
+
+    {
+      "format": "asymsr-checkpoint", "format_version": 1,
+      "arch": "vdsr" | "asym_vdsr",        # registry name
+      "arch_config": {...},                # VDSR(**arch_config) rebuilds the network
+      "model": state_dict,
+      # training checkpoints only:
+      "train_config": {...}, "epoch": int, "step": int,
+      "optimizer": state_dict, "scheduler": state_dict, "grad_scaler": state_dict | None,
+      "rng": {"torch": ByteTensor}, "history": [{"epoch": ..., "loss": ..., "val_psnr": ...}],
+    }
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asymsr.nn.models import ARCHITECTURES, VDSR
+from asymsr.util.fs import atomic_path
+
+FORMAT = "asymsr-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or not an asymsr checkpoint."""
+
+
+def model_payload(arch: str, model: VDSR) -> dict[str, Any]:
+    """The inference part of a checkpoint for ``model`` registered as ``arch``."""
+    if arch not in ARCHITECTURES:
+        raise KeyError(f"unknown architecture {arch!r}")
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "arch_config": model.config(),
+        "model": state,
+    }
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write ``payload`` with ``torch.save`` under a temporary name, then rename it onto ``path``."""
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and check a checkpoint with ``torch.load(weights_only=True)`` onto the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for corrupt files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an asymsr checkpoint (missing format tag {FORMAT!r})")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unsupported checkpoint format version {payload.get('format_version')!r}")
+    for key in ("arch", "arch_config", "model"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: checkpoint lacks key {key!r}")
+    return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any]) -> VDSR:
+    """Rebuild the network stored in a loaded checkpoint, in eval mode on the CPU."""
+    model = VDSR(**payload["arch_config"])
+    model.load_state_dict(payload["model"])
+    return model.eval()

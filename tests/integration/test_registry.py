@@ -1,0 +1,287 @@
+"""`asymsr register` against a real MLflow store (SQLite in a temporary folder): logging,
+registration, every branch of the promotion gate, idempotency, failure atomicity, and loading
+the champion by its registry URI in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from asymsr.eval.evaluation import evaluate, evaluate_folders, mean_scores
+from asymsr.eval.inference import load_predictor
+from asymsr.mlops import tracking
+from asymsr.mlops.registry import CHALLENGER, CHAMPION, ArchOutputs, register_pipeline
+from asymsr.schema.params import RegisterConfig
+from asymsr.training.loop import TrainConfig, train
+from tests.conftest import TINY, shift_psnr, smooth_image
+
+mlflow = pytest.importorskip("mlflow")
+
+
+def run_register(outputs: dict[str, ArchOutputs], image_folder: Path, tmp_path: Path, **settings) -> dict:
+    record = register_pipeline(
+        list(outputs.values()),
+        RegisterConfig(experiment="test", **settings),
+        [image_folder],
+        [2],
+        tmp_path / "registry.json",
+        params={"train": {"common": {"lr": 0.001}}},
+        tags={"profile": "test"},
+    )
+    return record.model_dump(mode="json")
+
+
+def versions(client, name: str) -> list[str]:
+    return sorted(str(v.version) for v in client.search_model_versions(f"name='{name}'"))
+
+
+# ---------------------------------------------------------------- against a real store
+
+
+@pytest.mark.slow
+def test_register_promotes_then_gates_and_is_idempotent(
+    sqlite_store: str, pipeline_outputs: dict[str, ArchOutputs], image_folder: Path, tmp_path: Path
+) -> None:
+    # Make the candidate 0.1 dB below the reference: inside the 0.2 dB allowance.
+    reference_psnr = json.loads(pipeline_outputs["vdsr"].metrics.read_text())
+    candidate_psnr = json.loads(pipeline_outputs["asym_vdsr"].metrics.read_text())
+    gap = reference_psnr["scores"]["tiny"]["x2"]["psnr"] - candidate_psnr["scores"]["tiny"]["x2"]["psnr"]
+    shift_psnr(pipeline_outputs["asym_vdsr"], gap - 0.1)
+    del reference_psnr["efficiency"]["deploy"]  # the reference as evaluated before deploy choices were recorded
+    pipeline_outputs["vdsr"].metrics.write_text(json.dumps(reference_psnr))
+
+    # 1. No champion yet: promoted, both registered, everything logged.
+    first = run_register(pipeline_outputs, image_folder, tmp_path)
+    client = tracking.connect()
+    assert first["decision"]["label"] == "promoted" and "no champion yet" in first["decision"]["reason"]
+    assert first["versions"] == {"vdsr": "1", "asym_vdsr": "1"}
+    champion = client.get_model_version_by_alias("asym_vdsr", CHAMPION)
+    assert str(champion.version) == "1" and champion.tags["decision"] == "promoted"
+    assert {"decision_reason", "decision_time", "decision_figures", "psnr_drop_db"} <= set(champion.tags)
+    assert abs(float(champion.tags["psnr_drop_db"]) - 0.1) < 1e-6
+    parent = client.get_run(first["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["asymsr.decision"] == "promoted"
+    assert parent.data.params["train.common.lr"] == "0.001"
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    by_arch = {run.data.tags[tracking.ARCH_TAG]: run for run in children}
+    assert set(by_arch) == {"vdsr", "asym_vdsr"}
+    child = by_arch["asym_vdsr"]
+    assert child.info.status == "FINISHED" and child.data.tags["profile"] == "test"
+    assert child.data.params["lr"] == "0.001" and child.data.params["arch_overrides.depth"] == "5"
+    history = client.get_metric_history(child.info.run_id, "val_psnr")
+    assert [m.step for m in history] == [1, 2]
+    for key in ("tiny_x2_psnr", "tiny_x2_ssim", "mean_psnr", "params", "model_bytes", "macs_per_pixel"):
+        assert key in child.data.metrics, key
+    artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"model_size.json", "checkpoint", "evaluation", "history.json"} <= artifacts
+    size = json.loads(Path(client.download_artifacts(child.info.run_id, "model_size.json", str(tmp_path))).read_text())
+    assert set(size["params_by_layer_type"]) == {"conv3x3", "conv3x1", "conv1x3"}
+    assert size["deploy_bytes"]["fused_3x3"] > size["deploy_bytes"]["as_trained"]
+    # The measured deploy form: tags and per-candidate latencies on the run, metadata of the model.
+    deploy = candidate_psnr["efficiency"]["deploy"]
+    expected = {"deploy_form": deploy["form"], "deploy_memory_format": deploy["memory_format"]}
+    expected["deploy_device"] = deploy["device"]
+    assert champion.run_id == child.info.run_id
+    assert {key: child.data.tags[key] for key in expected} == expected
+    logged = {key: value for key, value in child.data.metrics.items() if key.startswith("deploy_latency_ms_")}
+    assert logged == {f"deploy_latency_ms_{name.replace('/', '_')}": ms for name, ms in deploy["timings_ms"].items()}
+    metadata = mlflow.models.get_model_info("models:/asym_vdsr@champion").metadata
+    assert {key: metadata[key] for key in expected} == expected
+    assert not set(expected) & set(by_arch["vdsr"].data.tags)
+    assert not set(expected) & set(mlflow.models.get_model_info("models:/vdsr/1").metadata)
+
+    # 2. Same inputs again: nothing new, nothing changed.
+    runs_before = len(client.search_runs([parent.info.experiment_id]))
+    again = run_register(pipeline_outputs, image_folder, tmp_path)
+    assert again["unchanged"] and again["versions"] == first["versions"]
+    assert versions(client, "asym_vdsr") == ["1"] and versions(client, "vdsr") == ["1"]
+    assert len(client.search_runs([parent.info.experiment_id])) == runs_before
+
+    # 3. A new run whose candidate is within the allowance but below the champion: challenger.
+    shift_psnr(pipeline_outputs["asym_vdsr"], -0.05)
+    third = run_register(pipeline_outputs, image_folder, tmp_path)
+    assert third["decision"]["label"] == "rejected" and third["decision"]["reason"].startswith("progress")
+    assert str(client.get_model_version_by_alias("asym_vdsr", CHAMPION).version) == "1"
+    assert str(client.get_model_version_by_alias("asym_vdsr", CHALLENGER).version) == "2"
+    assert client.get_model_version("asym_vdsr", "2").tags["compared_champion_version"] == "1"
+
+    # 4. A candidate too far below its reference: rejected for quality.
+    shift_psnr(pipeline_outputs["asym_vdsr"], -0.5)
+    fourth = run_register(pipeline_outputs, image_folder, tmp_path)
+    assert fourth["decision"]["label"] == "rejected" and fourth["decision"]["reason"].startswith("quality")
+    assert str(client.get_model_version_by_alias("asym_vdsr", CHALLENGER).version) == "3"
+
+    # 5. A better candidate with stages on: champion moves, stages follow, the old one is archived.
+    shift_psnr(pipeline_outputs["asym_vdsr"], 0.5 + 0.05 + 0.05)
+    fifth = run_register(pipeline_outputs, image_folder, tmp_path, use_stages=True)
+    assert fifth["decision"]["label"] == "promoted" and "beats champion version 1" in fifth["decision"]["reason"]
+    assert str(client.get_model_version_by_alias("asym_vdsr", CHAMPION).version) == "4"
+    assert client.get_model_version("asym_vdsr", "4").current_stage == "Production"
+    assert client.get_model_version("asym_vdsr", "1").current_stage == "Archived"
+    assert versions(client, "vdsr") == ["1", "2", "3", "4"]
+    assert json.loads((tmp_path / "registry.json").read_text())["versions"]["asym_vdsr"] == "4"
+
+
+@pytest.mark.slow
+def test_champion_is_re_evaluated_on_new_evaluation_data(
+    sqlite_store: str, pipeline_outputs: dict[str, ArchOutputs], image_folder: Path, tmp_path: Path
+) -> None:
+    run_register(pipeline_outputs, image_folder, tmp_path, max_psnr_drop=100.0)
+    Image.fromarray(smooth_image(80, 84, seed=9)).save(image_folder / "d.png")  # the evaluation data change
+    shift_psnr(pipeline_outputs["vdsr"], 0.01)  # a new pipeline run (new inputs)
+    record = run_register(pipeline_outputs, image_folder, tmp_path, max_psnr_drop=100.0)
+    compared = record["decision"]["figures"]["champion"]
+    predictor = load_predictor(pipeline_outputs["asym_vdsr"].run_dir / "model.pt", device="cpu")
+    expected = mean_scores(evaluate_folders(predictor, [image_folder], [2], progress=False))
+    assert compared["version"] == "1"
+    assert compared["mean_psnr"] == pytest.approx(expected["tiny"]["x2"].psnr, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_failed_model_logging_registers_nothing(
+    sqlite_store: str, pipeline_outputs: dict[str, ArchOutputs], image_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    real_log_model = tracking.log_model
+    calls = []
+
+    def failing_second_time(*args, **kwargs):  # fault injection: the second upload breaks
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("artifact store went away")
+        return real_log_model(*args, **kwargs)
+
+    monkeypatch.setattr(tracking, "log_model", failing_second_time)
+    with pytest.raises(OSError, match="went away"):
+        run_register(pipeline_outputs, image_folder, tmp_path)
+    client = tracking.connect()
+    assert client.search_registered_models() == [] or all(
+        not client.search_model_versions(f"name='{m.name}'") for m in client.search_registered_models()
+    )
+    parents = client.search_runs(
+        [client.get_experiment_by_name("test").experiment_id], filter_string="tags.`asymsr.role` = 'pipeline'"
+    )
+    assert [run.info.status for run in parents] == ["FAILED"]
+    assert not (tmp_path / "registry.json").exists()
+
+
+@pytest.mark.slow
+def test_live_training_log_then_register_keeps_one_curve(
+    sqlite_store: str, pipeline_outputs: dict[str, ArchOutputs], patch_folder: Path, image_folder: Path, tmp_path: Path
+) -> None:
+    client = tracking.connect()
+    parent = tracking.start_parent_run(client, "test", "kubeflow-style", {})
+    config = TrainConfig(
+        arch="vdsr", arch_overrides=TINY, epochs=3, steps_per_epoch=1, batch_size=4, device="cpu", val_crop=48
+    )
+    with tracking.live_training_log(parent, "vdsr", config.to_dict()) as on_epoch_end:
+        train(
+            config,
+            patch_folder,
+            pipeline_outputs["vdsr"].run_dir,
+            val=image_folder,
+            on_epoch_end=on_epoch_end,
+            progress=False,
+        )
+    evaluate(
+        load_predictor(pipeline_outputs["vdsr"].run_dir / "model.pt", device="cpu"),
+        [image_folder],
+        [2],
+        pipeline_outputs["vdsr"].metrics,
+        latency_size=256,
+        progress=False,
+    )
+    record = register_pipeline(
+        list(pipeline_outputs.values()),
+        RegisterConfig(experiment="test"),
+        [image_folder],
+        [2],
+        tmp_path / "registry.json",
+        parent_run_id=parent,
+    )
+    assert record.parent_run_id == parent
+    child = tracking.child_run(client, parent, "vdsr")
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "train_loss")] == [1, 2, 3]
+    assert client.get_run(parent).info.status == "RUNNING"  # the caller that created it ends it
+
+
+@pytest.mark.slow
+def test_champion_loads_by_registry_uri_in_a_fresh_process(
+    sqlite_store: str, pipeline_outputs: dict[str, ArchOutputs], image_folder: Path, tmp_path: Path
+) -> None:
+    run_register(pipeline_outputs, image_folder, tmp_path, max_psnr_drop=100.0)
+    image = tmp_path / "new.png"
+    Image.fromarray(smooth_image(40, 52, seed=11)).save(image)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": sqlite_store}
+    by_uri, by_file = tmp_path / "by_uri.png", tmp_path / "by_file.png"
+    for model, out in (
+        ("models:/asym_vdsr@champion", by_uri),
+        (pipeline_outputs["asym_vdsr"].run_dir / "model.pt", by_file),
+    ):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "asymsr.cli",
+                "upscale",
+                str(image),
+                str(out),
+                "--scale",
+                "2",
+                "--model",
+                str(model),
+                "--device",
+                "cpu",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+    assert np.array_equal(np.asarray(Image.open(by_uri)), np.asarray(Image.open(by_file)))
+    code = (
+        "import mlflow.pytorch, torch; m = mlflow.pytorch.load_model('models:/asym_vdsr@champion');"
+        "print(type(m).__name__, tuple(m(torch.zeros(1, 1, 13, 17)).shape))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split()[-5:] == ["VDSR", "(1,", "1,", "13,", "17)"]
+
+
+def test_unreachable_server_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = "http://127.0.0.1:9"  # discard port: nothing listens
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    start = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asymsr.cli",
+            "upscale",
+            "x.png",
+            "y.png",
+            "--scale",
+            "2",
+            "--model",
+            "models:/asym_vdsr@champion",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and uri in done.stderr and "3 attempts" in done.stderr
+    assert time.monotonic() - start < 60
