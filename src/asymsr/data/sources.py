@@ -381,3 +381,31 @@ def fetch(source: str | list[str], out: str | os.PathLike[str], max_bytes: int =
             (staging / MANIFEST).write_text("".join(lines))
             (staging / SOURCE_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return sorted(path for path in out.iterdir() if path.is_file() and _is_image(path.name))
+
+
+def fetch_file(source: str, folder: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Path, str]:
+    """One file (a model's weights, say) -> (local path, its sha256).
+
+    ``source`` is a local path or an ``https://`` URL, optionally pinned as ``#sha256=<hex>``;
+    a URL must be pinned. A download goes into ``folder``. A file whose content does not match
+    its pin is refused (and a downloaded one removed).
+
+    Raises:
+        FetchError: no such file, an unpinned URL, a failed download, or a hash mismatch.
+    """
+    location, options = split_options(source)
+    if location.startswith(("https://", "http://")):
+        url, pinned = _pinned_archive(source)
+        target = Path(folder) / Path(urlsplit(url).path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = _download(url, target, max_bytes)
+    else:
+        target, pinned = Path(location), options.get("sha256", "").lower()
+        if not target.is_file():
+            raise FetchError(f"file not found: {target}")
+        digest = sha256_file(target)
+    if pinned and digest != pinned:
+        if target != Path(location):
+            target.unlink()  # our own download: never leave a file that failed its pin
+        raise FetchError(f"{location}: sha256 is {digest}, but the source pins {pinned}")
+    return target, digest

@@ -7,12 +7,14 @@ from the tracking store of :func:`asymsr.mlops.tracking.tracking_uri`; the rest 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import zipfile
 
 from asymsr.eval.inference import DEFAULT_TILE, Predictor, predictor_for
 from asymsr.eval.inference import load_predictor as load_local_predictor
 from asymsr.nn.devices import resolve_device
-from asymsr.nn.models import architecture_of
+from asymsr.nn.models import VDSR, architecture_of
 
 MODEL_URI_PREFIXES = ("models:/", "runs:/")
 
@@ -38,3 +40,47 @@ def load_predictor(
     target = resolve_device(device)  # checked before the store is contacted
     model = load_logged_model(str(spec))
     return predictor_for(model, architecture_of(model), str(spec), target, tile, deploy)
+
+
+def load_weights(spec: str, downloads: str | os.PathLike[str]) -> VDSR:
+    """A network from a checkpoint, an ``.npz``, a model URI or a pinned path or URL (see :func:`load_teacher`)."""
+    return _load(spec, downloads)[0]
+
+
+def load_teacher(spec: str, downloads: str | os.PathLike[str]) -> tuple[VDSR, str]:
+    """A compression teacher -> (VDSR network in eval mode on the CPU, sha256 of its source).
+
+    ``spec``: an asymsr checkpoint, an ``.npz`` in the ``import-weights`` layout, an MLflow
+    model URI, or a path or ``https://`` URL pinned as ``#sha256=<hex>`` (downloads go into
+    ``downloads``). For a registered model the hash is that of its weights' bytes.
+
+    Raises:
+        ValueError: the file is missing, truncated or fails its pin, or the network is not a
+            VDSR (3x3 middle layers); the message names the source.
+    """
+    model, digest = _load(spec, downloads)
+    if model.block != "full":
+        raise ValueError(f"{spec}: the teacher must be a VDSR (3x3 middle layers), not an {model.block} network")
+    return model, digest
+
+
+def _load(spec: str, downloads: str | os.PathLike[str]) -> tuple[VDSR, str]:
+    from asymsr.data.sources import fetch_file
+    from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint
+    from asymsr.nn.reference_weights import load_npz_weights
+
+    if is_model_uri(spec):
+        from asymsr.mlops.tracking import load_logged_model
+
+        model = load_logged_model(spec)
+        digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in model.state_dict().values())).hexdigest()
+    else:
+        path, digest = fetch_file(spec, downloads)
+        if path.suffix != ".npz":
+            model = model_from_checkpoint(load_checkpoint(path))
+        else:
+            try:
+                model = load_npz_weights(path)
+            except (OSError, EOFError, zipfile.BadZipFile) as error:  # what numpy raises for a cut-off archive
+                raise ValueError(f"{path}: not a readable .npz ({type(error).__name__}: {error})") from None
+    return model.eval(), digest

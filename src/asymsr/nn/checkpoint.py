@@ -61,7 +61,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for corrupt files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from error
+        first_line = (str(error).strip().splitlines() or [""])[0]  # torch's own messages run to several lines
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {first_line})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an asymsr checkpoint (missing format tag {FORMAT!r})")
     if payload.get("format_version") != FORMAT_VERSION:

@@ -11,9 +11,15 @@ directly by a 1x3 convolution (both bias-free) and one ReLU after the pair. Beca
 non-linear sits between the two factors, the pair equals one 3x3 kernel of limited rank, and
 :func:`fuse` turns a trained Asym_VDSR into a plain VDSR that computes the same function.
 
-Parameter counts (both exact, tested):
-    vdsr:      9*64 + 18*9*64*64 + 9*64          = 664,704
-    asym_vdsr: 9*64 + 18*(3+3)*64*64 + 9*64      = 443,520
+The width between the two factors of a pair is the *rank* r (64, the channel count, in the
+original Asym_VDSR): a pair is a 3x3 kernel of rank at most r when laid out as a
+(C_out x 3) by (C_in x 3) matrix, and a smaller r gives a smaller model
+(:func:`asymsr.nn.factorize.closed_form` makes one from a trained VDSR).
+
+Parameter counts (exact, tested):
+    vdsr:            9*64 + 18*9*64*64 + 9*64          = 664,704
+    asym_vdsr:       9*64 + 18*(3+3)*64*64 + 9*64      = 443,520
+    asym_vdsr, r:    1,152 + 6,912 * r                 (r = 16: 111,744; 32: 222,336; 48: 332,928)
 Multiply-adds per output pixel equal the parameter count, since every layer runs at the
 output resolution.
 
@@ -53,6 +59,8 @@ class VDSR(nn.Module):
             each pair with gain 1 and the second with the ReLU gain 2, so that a pair has the
             forward variance gain of one He-initialised 3x3 layer. For ``"full"`` blocks both
             schemes are the same.
+        rank: channels between the 3x1 and the 1x3 of each asymmetric pair (default: ``channels``);
+            ignored for ``"full"`` blocks. Between 1 and ``channels``.
 
     Shapes: input (N, 1, H, W) in [0, 1], output (N, 1, H, W); any H, W >= 1.
     """
@@ -63,6 +71,7 @@ class VDSR(nn.Module):
         channels: int = 64,
         block: BlockType = "full",
         init: InitScheme = "he_fan_out",
+        rank: int | None = None,
     ) -> None:
         super().__init__()
         if depth < 3:
@@ -73,18 +82,22 @@ class VDSR(nn.Module):
             raise ValueError(f"block must be 'full' or 'asymmetric', got {block!r}")
         if init not in ("he_fan_out", "variance_preserving"):
             raise ValueError(f"init must be 'he_fan_out' or 'variance_preserving', got {init!r}")
+        rank = channels if rank is None else rank
+        if not 1 <= rank <= channels:
+            raise ValueError(f"rank must be between 1 and channels={channels}, got {rank}")
         self.depth = depth
         self.channels = channels
         self.block = block
         self.init_scheme = init
+        self.rank = rank if block == "asymmetric" else channels
 
         layers: list[nn.Module] = [_conv(1, channels, (3, 3)), nn.ReLU(inplace=True)]
         for _ in range(depth - 2):
             if block == "full":
                 layers.append(_conv(channels, channels, (3, 3)))
             else:
-                layers.append(_conv(channels, channels, (3, 1)))
-                layers.append(_conv(channels, channels, (1, 3)))
+                layers.append(_conv(channels, self.rank, (3, 1)))
+                layers.append(_conv(self.rank, channels, (1, 3)))
             layers.append(nn.ReLU(inplace=True))
         layers.append(_conv(channels, 1, (3, 3)))
         self.body = nn.Sequential(*layers)
@@ -100,7 +113,16 @@ class VDSR(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """Keyword arguments that rebuild this architecture with :class:`VDSR`."""
-        return {"depth": self.depth, "channels": self.channels, "block": self.block, "init": self.init_scheme}
+        config = {"depth": self.depth, "channels": self.channels, "block": self.block, "init": self.init_scheme}
+        if self.rank != self.channels:  # so that checkpoints of full-rank models keep their old layout
+            config["rank"] = self.rank
+        return config
+
+    def parameter_count(self) -> int:
+        """Exact parameter count (and multiply-adds per output pixel) from the shape alone."""
+        c, r, middle = self.channels, self.rank, self.depth - 2
+        per_middle = 9 * c * c if self.block == "full" else 6 * c * r
+        return 18 * c + middle * per_middle
 
     def reset_parameters(self) -> None:
         """Draw all kernels according to ``self.init_scheme`` (see the class docstring)."""

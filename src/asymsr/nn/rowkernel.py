@@ -150,6 +150,8 @@ def supports(model: VDSR) -> str | None:
     """None when :class:`RowKernelVDSR` can run ``model`` here, else one line saying why not."""
     if model.channels % CHANNEL_MULTIPLE:
         return f"{model.channels} channels is not a multiple of {CHANNEL_MULTIPLE}"
+    if model.rank % CHANNEL_MULTIPLE:  # the 3x1's output is a row kernel output too
+        return f"rank {model.rank} is not a multiple of {CHANNEL_MULTIPLE}"
     return native.unavailable_reason()
 
 
@@ -176,11 +178,11 @@ class RowKernelVDSR(nn.Module):
         self.last = nn.Parameter(convs[-1].weight.detach().to("cpu", torch.float32).clone(), requires_grad=False)
         middle = convs[1:-1]
         if model.block == "full":
-            packed = [pack_3x3(conv.weight) for conv in middle]
-        else:
-            pairs = zip(middle[::2], middle[1::2], strict=True)
-            packed = [torch.cat([pack_3x1(first.weight), pack_1x3(second.weight)]) for first, second in pairs]
-        self.register_buffer("middle", torch.stack(packed))
+            self.register_buffer("middle", torch.stack([pack_3x3(conv.weight) for conv in middle]))
+            self.register_buffer("second", torch.empty(len(middle), 0))
+        else:  # a pair's factors differ in shape when its rank is below the channel count
+            self.register_buffer("middle", torch.stack([pack_3x1(conv.weight) for conv in middle[::2]]))
+            self.register_buffer("second", torch.stack([pack_1x3(conv.weight) for conv in middle[1::2]]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x + residual(x)`` for x of shape (N, 1, H, W) float32 on the CPU (no autograd)."""
@@ -189,10 +191,10 @@ class RowKernelVDSR(nn.Module):
             # Two buffers used in turn: allocating a fresh output per layer would page-fault every
             # page of it again (64 MiB per layer at 512x512), which costs as much as a tenth of the layer.
             spare = torch.empty_like(features)
-            for weights in self.middle:
+            for weights, second in zip(self.middle, self.second, strict=True):
                 if self.block == "full":
                     result = conv3x3(features, weights, relu=True, out=spare)
                 else:
-                    result = asym_pair(features, weights[:3], weights[3:], out=spare)
+                    result = asym_pair(features, weights, second, out=spare)
                 features, spare = result, features
             return x + nn.functional.conv2d(features, self.last, padding=1)

@@ -95,7 +95,12 @@ class TrainConfig(Config):
     arch_overrides: dict[str, Any] = Field(
         default_factory=dict, description='keyword overrides for the architecture, e.g. {"init": "he_fan_out"}'
     )
-    epochs: int = Field(80, ge=1, description="number of epochs (paper: 80)")
+    init: str | None = Field(
+        None,
+        description="initial weights instead of the seeded draw: a checkpoint or an .npz of import-weights' layout, "
+        "optionally pinned as PATH#sha256=<hex> (with epochs 0: use them as they are)",
+    )
+    epochs: int = Field(80, ge=0, description="number of epochs (paper: 80); 0 with init = the given weights")
     steps_per_epoch: int | None = Field(None, ge=1, description="batches per epoch; none = one pass over all patches")
     batch_size: int = Field(64, ge=1, description="patches per step, the global batch under torchrun (paper: 64)")
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="sgd (with momentum, paper) or adam")
@@ -172,6 +177,65 @@ class TrainParams(Config):
         return TrainConfig.model_validate(values)
 
 
+class DistillLoss(Config):
+    """Weights of the distillation loss of ``compress`` (see :mod:`asymsr.training.distill`)."""
+
+    teacher: float = Field(1.0, ge=0, description="MSE of the student's output to the teacher's")
+    label: float = Field(0.0, ge=0, description="MSE of the student's output to the HR label")
+    feature: float = Field(0.0, ge=0, description="mean MSE of each block's activation to the teacher's")
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> DistillLoss:
+        if self.teacher + self.label + self.feature <= 0:
+            raise ValueError("at least one of teacher, label, feature must be > 0")
+        return self
+
+
+# Fine-tuning settings of ``compress`` unless compress.finetune says otherwise: Adam at a small
+# lr (the closed form is already close), no weight decay (it would pull the factors to zero).
+DISTILL_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adam",
+    "lr": 1e-4,
+    "weight_decay": 0.0,
+    "batch_size": 16,
+    "steps_per_epoch": 100,
+    "clip_mode": "norm",
+    "clip": 1.0,
+}
+
+
+class CompressConfig(Config):
+    """``asymsr compress``: a trained VDSR -> an Asym_VDSR (closed form, refit, distillation)."""
+
+    teacher: str | None = Field(
+        None,
+        description="teacher when the stage is not given one: a checkpoint, an .npz, a models:/ URI, or a "
+        "path or https URL with #sha256=<hex>",
+    )
+    rank: int = Field(64, ge=1, description="width between each pair's 3x1 and 1x3 (64 = the original Asym_VDSR)")
+    refit: bool = Field(True, description="data-aware least-squares refit of the 1x3 factors, kept only if better")
+    refit_patches: int = Field(256, ge=1, description="training patches the refit solves on (as many again judge it)")
+    steps: int = Field(400, ge=0, description="distillation fine-tuning steps; 0 = closed form (and refit) only")
+    loss: DistillLoss = Field(default_factory=DistillLoss)
+    finetune: TrainOverrides = Field(  # type: ignore[valid-type]
+        default_factory=TrainOverrides, description="TrainConfig fields of the fine-tuning (lr, batch_size, ...)"
+    )
+
+    def finetune_config(self, channels: int = 64, depth: int = 20, **extra: Any) -> TrainConfig:
+        """The fine-tuning's :class:`TrainConfig`: ``steps`` split into epochs of ``steps_per_epoch``."""
+        values = {**DISTILL_DEFAULTS, **given(self.finetune), **extra}
+        per_epoch = values.get("steps_per_epoch") or DISTILL_DEFAULTS["steps_per_epoch"]
+        per_epoch = min(per_epoch, max(1, self.steps))
+        overrides = {"channels": channels, "depth": depth, "rank": self.rank}
+        values.update(
+            arch="asym_vdsr",
+            arch_overrides=overrides,
+            steps_per_epoch=per_epoch,
+            epochs=max(1, -(-self.steps // per_epoch)),
+        )
+        return TrainConfig.model_validate(values)
+
+
 class ValidateConfig(Config):
     """Great Expectations checks of the fetched images and the prepared patches."""
 
@@ -194,6 +258,12 @@ class RegisterConfig(Config):
 
     experiment: str = Field("asymsr", min_length=1, description="MLflow experiment of the pipeline runs")
     candidate: ArchName = Field("asym_vdsr", description="architecture that competes for the champion alias")
+    candidate_runs: list[str] = Field(
+        default_factory=lambda: ["asym_vdsr"],
+        min_length=1,
+        description="model folders of the candidate architecture (trained, compressed) that compete; the best "
+        "on the same evaluation data goes to the gate",
+    )
     reference: ArchName = Field("vdsr", description="architecture it is compared with in the same run")
     max_psnr_drop: float = Field(
         0.2, ge=0, description="dB of mean test PSNR the candidate may lose against the reference"
@@ -298,6 +368,7 @@ class Params(Config):
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
     train: TrainParams = Field(default_factory=TrainParams)
+    compress: CompressConfig = Field(default_factory=CompressConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     registry: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")  # ABCMeta has .register
 
@@ -376,6 +447,10 @@ def validate_params(raw: dict[str, Any], source: str) -> Params:
             params.train.config(arch)
         except ValidationError as error:
             raise ParamsError(f"{source}: train (resolved for {arch}): {problems(error)}") from None
+    try:
+        params.compress.finetune_config()
+    except ValidationError as error:
+        raise ParamsError(f"{source}: compress.finetune (resolved): {problems(error)}") from None
     return params
 
 

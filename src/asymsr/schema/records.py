@@ -4,6 +4,7 @@
   :class:`PerImageScores`;
 * :class:`TrainingHistory` (``history.json`` of a training run, also a DVC plot) of
   :class:`EpochRecord`;
+* :class:`CompressionRecord` (``compression.json`` of ``asymsr compress``);
 * :class:`StudySummary` (``study.json`` of an Optuna study);
 * :class:`RegistryRecord` (``registry.json``: the registered versions and the promotion
   :class:`Decision` over :class:`Figures`).
@@ -173,6 +174,40 @@ class TrainingHistory(Record):
 
 
 # ------------------------------------------------------------------ tuning
+
+
+class LayerFitRecord(_Closed):
+    """How well one middle layer's rank-r pair fits the teacher's 3x3 kernel."""
+
+    layer: int
+    energy_kept: float
+    relative_error: float
+
+
+class CompressionStep(_Closed):
+    """One step of a compression: its validation PSNR (dB, when validated) and time."""
+
+    name: Literal["teacher", "bicubic", "closed_form", "refit", "distilled"]
+    val_psnr: float | None = None
+    val_psnr_per_scale: dict[str, float] = Field(default_factory=dict)
+    teacher_mse: float | None = None  # output MSE to the teacher on held-out training patches
+    seconds: float = 0.0
+    kept: bool = True
+
+
+class CompressionRecord(Record):
+    """``compression.json``: where the model came from and what each step gave."""
+
+    teacher: str
+    teacher_sha256: str
+    rank: int
+    parameters: int
+    teacher_parameters: int
+    steps: int
+    loss: dict[str, float]
+    layers: list[LayerFitRecord]
+    history: list[CompressionStep]
+    finished: bool = False  # False while (or if) the fine-tuning has not ended
 
 
 class StudySummary(Record):

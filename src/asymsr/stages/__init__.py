@@ -6,6 +6,7 @@
 ``prepare``        image folders -> memory-mapped training patches
 ``tune``           an Optuna study of one architecture's training settings
 ``train``          one architecture on the patches (torchrun for several GPUs)
+``compress``       a trained VDSR -> an Asym_VDSR (closed form, refit, distillation)
 ``evaluate``       PSNR/SSIM on the test sets, plus parameters, bytes, MACs, latency
 ``report``         the comparison table, plots and crops
 ``register``       MLflow runs, registry versions and the promotion gate
@@ -34,6 +35,7 @@ STAGES: dict[str, str] = {
     "prepare": "asymsr.stages.prepare",
     "tune": "asymsr.stages.tune",
     "train": "asymsr.stages.train",
+    "compress": "asymsr.stages.compress",
     "evaluate": "asymsr.stages.evaluate",
     "report": "asymsr.stages.report",
     "register": "asymsr.stages.register",

@@ -52,14 +52,14 @@ class Result(StageResult):
     main_process: bool = True  # False on the other ranks under torchrun: they print nothing
 
     @classmethod
-    def of(cls, arch: str, last: EpochRecord, out: Path, main_process: bool = True) -> Result:
-        """The result of a run whose last epoch is ``last`` and whose folder is ``out``."""
+    def of(cls, arch: str, last: EpochRecord | None, out: Path, main_process: bool = True) -> Result:
+        """The result of a run whose last epoch is ``last`` (None: no epochs) and whose folder is ``out``."""
         return cls(
             arch=arch,
-            epochs=last.epoch,
-            steps=last.step,
-            loss=last.loss,
-            val_psnr=last.val_psnr,
+            epochs=last.epoch if last else 0,
+            steps=last.step if last else 0,
+            loss=last.loss if last else float("nan"),
+            val_psnr=last.val_psnr if last else None,
             model=out / "model.pt",
             main_process=main_process,
         )
@@ -67,6 +67,8 @@ class Result(StageResult):
     def describe(self) -> str:
         if not self.main_process:
             return ""
+        if self.epochs == 0:
+            return f"{self.arch}: no epochs; the initial weights written to {self.model}"
         shown = f", validation PSNR {self.val_psnr:.3f} dB" if self.val_psnr is not None else ""
         return (
             f"trained {self.arch} for {self.epochs} epochs ({self.steps} steps): final loss {self.loss:.6f}{shown}; "
@@ -153,8 +155,22 @@ def _train_here(args: Args, config: TrainConfig) -> Result:
             resume=args.resume,
             progress=not args.quiet,
             on_epoch_end=on_epoch_end,
+            start=initial_weights(config, args.out),
         )
-    return Result.of(config.arch, history[-1], args.out, main_process)
+    return Result.of(config.arch, history[-1] if history else None, args.out, main_process)
+
+
+def initial_weights(config: TrainConfig, out: Path) -> dict[str, Any] | None:
+    """The state dict of ``config.init`` (checked against its pin), or None for the seeded draw."""
+    if config.init is None:
+        return None
+    from asymsr.mlops.loading import load_weights
+    from asymsr.nn.models import build
+
+    model, wanted = load_weights(config.init, out.parent / ".downloads"), build(config.arch, **config.arch_overrides)
+    if model.config() != wanted.config():
+        raise ValueError(f"init {config.init}: holds a {model.config()} network, {config.arch} needs {wanted.config()}")
+    return model.state_dict()
 
 
 def _result_from_outputs(config: TrainConfig, out: Path) -> Result:

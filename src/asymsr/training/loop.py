@@ -66,6 +66,31 @@ ESTIMATE_AFTER_STEPS = 10  # the first epoch reports a time projection after thi
 EpochCallback = Callable[[EpochRecord], None]
 
 
+class Objective:
+    """What a step minimises, given the network, a batch of inputs and their labels.
+
+    The default is the configured pixel loss against the labels; distillation
+    (:class:`asymsr.training.distill.Distillation`) subclasses it. ``key()`` identifies the
+    objective in ``checkpoint.pt``, so that a resume cannot switch it silently.
+    """
+
+    def __init__(self, criterion: nn.Module) -> None:
+        self.criterion = criterion
+
+    def __call__(self, network: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.criterion(network(inputs).float(), labels)
+
+    def key(self) -> dict[str, Any]:
+        return {"kind": "pixel"}
+
+
+ObjectiveFactory = Callable[[nn.Module, VDSR], Objective]  # (pixel criterion, network) -> objective
+
+
+def _pixel_objective(criterion: nn.Module, _model: VDSR) -> Objective:
+    return Objective(criterion)
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -115,7 +140,7 @@ class _Session:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.StepLR
     scaler: torch.amp.GradScaler
-    criterion: nn.Module
+    objective: Objective
     grad_factor: int  # DDP averages the ranks' gradients: right for means, 1/world_size of a sum
     val_pairs: list[TestPair]
     val_bicubic: float | None
@@ -141,6 +166,8 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
+    start: dict[str, torch.Tensor] | None = None,
+    objective: ObjectiveFactory | None = None,
 ) -> list[EpochRecord]:
     """Train ``config.arch`` on the patch folder ``patches``; write outputs to folder ``out``.
 
@@ -152,6 +179,10 @@ def train(
         resume: continue from ``out/checkpoint.pt`` (its config must equal ``config``).
         on_epoch_end: called after each epoch's checkpoint is written (on rank 0 only); may
             raise to stop (the tuner uses it for pruning).
+        start: initial weights (a state dict of ``config.arch``) instead of the seeded
+            initialisation, e.g. a compressed teacher (``asymsr compress``).
+        objective: builds the step's :class:`Objective` from the pixel criterion and the
+            network being trained; default: the pixel loss against the labels.
 
     Returns:
         The history: one :class:`EpochRecord` per epoch, including resumed ones (the same on
@@ -166,7 +197,7 @@ def train(
     where = distributed.placement(config.device)
     where.local_batch_size(config.batch_size)  # refuse an uneven split before any process waits on another
     with distributed.process_group(where):
-        session = _setup(config, Path(patches), Path(out), val, progress, where)
+        session = _setup(config, Path(patches), Path(out), val, progress, where, start, objective)
         if resume:
             _resume(session)
         manifest = read_manifest(session.patches)
@@ -175,6 +206,8 @@ def train(
             # rank 0 validates, writes and reports; the others wait for its result, so none races ahead
             finished = functools.partial(_finish_epoch, session, record, epoch, on_epoch_end)
             session.history.append(where.run_on_main(finished))
+        if not session.history:  # epochs 0: the initial weights are the result
+            where.run_on_main(lambda: _save(session, 0, []))
         where.run_on_main(lambda: save_checkpoint(session.out / "model.pt", model_payload(config.arch, session.model)))
         return session.history
 
@@ -186,13 +219,18 @@ def _setup(
     val: str | os.PathLike[str] | None,
     progress: bool,
     where: distributed.Placement,
+    start: dict[str, torch.Tensor] | None = None,
+    objective: ObjectiveFactory | None = None,
 ) -> _Session:
     """Validation data, then the network (seeded), optimiser, schedule, gradient scaler and loss."""
     device = where.device
     val_pairs = load_validation_pairs(val, config.val_scales, config.val_crop) if val else []
     val_bicubic = where.run_on_main(lambda: validation_psnr(None, val_pairs, device)["mean"]) if val_pairs else None
     torch.manual_seed(config.seed)  # the same initial weights on every rank
-    model = build(config.arch, **config.arch_overrides).to(device)
+    model = build(config.arch, **config.arch_overrides)
+    if start is not None:
+        model.load_state_dict(start)
+    model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = _make_optimizer(config, model)
@@ -212,7 +250,7 @@ def _setup(
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=scaler,
-        criterion=_loss_function(config),
+        objective=(objective or _pixel_objective)(_loss_function(config), model),
         grad_factor=where.world_size if config.loss_reduction == "sum" else 1,
         val_pairs=val_pairs,
         val_bicubic=val_bicubic,
@@ -227,6 +265,11 @@ def _resume(session: _Session) -> None:
         raise ValueError(
             f"{session.checkpoint_path}: was written with a different training config; "
             f"saved {state.get('train_config')}, given {session.config.to_dict()}"
+        )
+    if state.get("objective", {"kind": "pixel"}) != session.objective.key():
+        raise ValueError(
+            f"{session.checkpoint_path}: was written with another objective; "
+            f"saved {state.get('objective')}, given {session.objective.key()}"
         )
     session.model.load_state_dict(state["model"])
     session.optimizer.load_state_dict(state["optimizer"])
@@ -283,7 +326,7 @@ def _optimize(session: _Session, inputs: torch.Tensor, labels: torch.Tensor, lr:
     """One optimiser step; returns the loss over all ranks (raises on NaN or infinity, on every rank)."""
     config = session.config
     with torch.autocast(device_type=session.device.type, dtype=torch.float16, enabled=session.scaler.is_enabled()):
-        loss = session.criterion(session.network(inputs).float(), labels)
+        loss = session.objective(session.network, inputs, labels)
     global_loss = session.where.all_reduce(loss, config.loss_reduction)  # every rank sees the same value
     if not torch.isfinite(global_loss):
         last = session.checkpoint_path if session.checkpoint_path.exists() else "none yet"
@@ -382,6 +425,7 @@ def _save(session: _Session, epochs_done: int, history: list[EpochRecord]) -> No
     payload.update(
         {
             "train_config": session.config.to_dict(),
+            "objective": session.objective.key(),
             "epoch": epochs_done,
             "step": session.step,
             "optimizer": session.optimizer.state_dict(),

@@ -1,0 +1,218 @@
+"""``asymsr compress``: a trained VDSR -> an Asym_VDSR, in three steps.
+
+1. **Closed form** (:func:`asymsr.nn.factorize.closed_form`): each middle 3x3 layer becomes
+   its nearest rank-r pair; the first and last layers are copied.
+2. **Refit** (:mod:`asymsr.training.refit`, optional): the 1x3 factors re-solved by least
+   squares on real activations. Kept only if it brings the student's output closer to the
+   teacher's on training patches that the refit did not see; both figures are recorded.
+3. **Distillation** (:mod:`asymsr.training.distill`): fine-tuning with the training loop of
+   ``asymsr train`` (same resumable checkpoints, history, progress and MLflow logging), on a
+   loss that mixes the teacher's output, the HR label and block features.
+
+Outputs in the run folder: ``model.pt`` (an ordinary Asym_VDSR checkpoint, for ``evaluate``
+and ``upscale``), ``compression.json`` (:class:`asymsr.schema.records.CompressionRecord`),
+and, when fine-tuning, ``checkpoint.pt`` and ``history.json`` as ``train`` writes them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from asymsr.data.patches import read_manifest
+from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint, model_payload, save_checkpoint
+from asymsr.nn.devices import resolve_device
+from asymsr.nn.factorize import closed_form
+from asymsr.nn.models import VDSR
+from asymsr.schema.params import CompressConfig, TrainConfig
+from asymsr.schema.records import CompressionRecord, CompressionStep, LayerFitRecord
+from asymsr.sr.protocol import TestPair
+from asymsr.training.distill import Distillation
+from asymsr.training.loop import EpochCallback, load_validation_pairs, train, validation_psnr
+from asymsr.training.refit import refit
+
+RECORD = "compression.json"
+
+
+@dataclass
+class Job:
+    """One compression: the teacher, the settings, and where the data and outputs are."""
+
+    teacher: VDSR
+    source: str  # how the user named the teacher (path, URI)
+    sha256: str
+    config: CompressConfig
+    patches: Path
+    out: Path
+    val: Path | None = None
+    progress: bool = True
+    on_epoch_end: EpochCallback | None = None
+    history: list[CompressionStep] = field(default_factory=list)
+    layers: list[LayerFitRecord] = field(default_factory=list)
+
+    @property
+    def finetune(self) -> TrainConfig:
+        return self.config.finetune_config(channels=self.teacher.channels, depth=self.teacher.depth)
+
+
+def compress(job: Job, resume: bool = False) -> CompressionRecord:
+    """Run the three steps; returns the record also written to ``out/compression.json``.
+
+    ``resume`` continues the fine-tuning from ``out/checkpoint.pt`` (steps 1 and 2 are not
+    repeated: their record is read back).
+    """
+    read_manifest(job.patches)  # a missing or foreign patch folder fails before anything is written
+    job.out.mkdir(parents=True, exist_ok=True)
+    if resume and (job.out / "checkpoint.pt").is_file() and (job.out / RECORD).is_file():
+        record = CompressionRecord.read(job.out / RECORD)
+        job.history = [step for step in record.history if step.name != "distilled"]
+        job.layers = record.layers
+        final = _distil(job, None, resume=True)
+    else:
+        student = _initial_student(job)
+        if job.config.steps == 0:
+            save_checkpoint(job.out / "model.pt", model_payload("asym_vdsr", student))
+            final = student
+        else:
+            _record(job, student, finished=False).write(job.out / RECORD)  # what steps 1-2 gave, if step 3 dies
+            final = _distil(job, student, resume=False)
+    record = _record(job, final, finished=True)
+    record.write(job.out / RECORD)
+    return record
+
+
+def _initial_student(job: Job) -> VDSR:
+    """Steps 1 and 2, each scored; the better of the closed form and the refit."""
+    device = resolve_device(job.finetune.device)
+    pairs = load_validation_pairs(job.val, job.finetune.val_scales, job.finetune.val_crop) if job.val else []
+    judge = _Judge.of(job, device)
+    for name, model in (("teacher", job.teacher), ("bicubic", None)):
+        job.history.append(_scored(name, model, pairs, judge, device, 0.0))
+        _say(job, job.history[-1])
+    started = time.perf_counter()
+    student, fits = closed_form(job.teacher, job.config.rank)
+    job.layers = [
+        LayerFitRecord(layer=f.layer, energy_kept=f.energy_kept, relative_error=f.relative_error) for f in fits
+    ]
+    job.history.append(_scored("closed_form", student, pairs, judge, device, time.perf_counter() - started))
+    _say(job, job.history[-1])
+    if not job.config.refit:
+        return student
+    started = time.perf_counter()
+    refitted = refit(student, job.teacher, judge.sample(job, 0))
+    step = _scored("refit", refitted, pairs, judge, device, time.perf_counter() - started)
+    step.kept = step.teacher_mse < job.history[-1].teacher_mse  # type: ignore[operator]
+    job.history.append(step)
+    _say(job, step)
+    return refitted if step.kept else student
+
+
+@dataclass
+class _Judge:
+    """The teacher's outputs on held-out training patches: what the steps are compared on."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    @classmethod
+    def of(cls, job: Job, device: torch.device) -> _Judge:
+        inputs = cls.sample(job, 1)
+        with torch.no_grad():
+            return cls(inputs, _batched(job.teacher, inputs, device))
+
+    @staticmethod
+    def sample(job: Job, part: int) -> torch.Tensor:
+        """Part 0 (the refit's) or 1 (the judge's) of a seeded draw of 2 x ``refit_patches`` patches."""
+        count = read_manifest(job.patches)["count"]
+        generator = torch.Generator().manual_seed(job.finetune.seed)
+        order = torch.randperm(count, generator=generator)
+        size = min(job.config.refit_patches, count // 2) or 1
+        chosen = np.sort(order[part * size : (part + 1) * size].numpy())
+        inputs = np.load(job.patches / "inputs.npy", mmap_mode="r")
+        return torch.from_numpy(inputs[chosen].astype(np.float32))[:, None]
+
+    def mse(self, model: VDSR | None, device: torch.device) -> float:
+        outputs = self.inputs if model is None else _batched(model, self.inputs, device)
+        return float(nn.functional.mse_loss(outputs, self.targets))
+
+
+@torch.no_grad()
+def _batched(model: VDSR, inputs: torch.Tensor, device: torch.device, size: int = 64) -> torch.Tensor:
+    model = model.to(device).eval()
+    return torch.cat([model(inputs[i : i + size].to(device)).cpu() for i in range(0, len(inputs), size)])
+
+
+def _scored(
+    name: str, model: VDSR | None, pairs: list[TestPair], judge: _Judge, device: torch.device, seconds: float
+) -> CompressionStep:
+    """The step's validation PSNR (when there are validation images) and output MSE to the teacher."""
+    step = CompressionStep(name=name, seconds=seconds, teacher_mse=judge.mse(model, device))  # type: ignore[arg-type]
+    if pairs:
+        scores = validation_psnr(model.to(device) if model is not None else None, pairs, device)
+        step.val_psnr = scores.pop("mean")
+        step.val_psnr_per_scale = scores
+    return step
+
+
+def _distil(job: Job, student: VDSR | None, resume: bool) -> VDSR:
+    """Step 3: fine-tune with the training loop; returns the final weights."""
+    teacher = job.teacher
+
+    def objective(criterion: nn.Module, model: VDSR) -> Distillation:
+        return Distillation(criterion, teacher.to(next(model.parameters()).device), model, job.config.loss)
+
+    history = train(
+        job.finetune,
+        job.patches,
+        job.out,
+        val=job.val,
+        resume=resume,
+        progress=job.progress,
+        on_epoch_end=job.on_epoch_end,
+        start=student.state_dict() if student is not None else None,
+        objective=objective,
+    )
+    final = model_from_checkpoint(load_checkpoint(job.out / "model.pt"))
+    device = resolve_device(job.finetune.device)
+    last = history[-1]
+    job.history.append(
+        CompressionStep(
+            name="distilled",
+            val_psnr=last.val_psnr,
+            val_psnr_per_scale=last.val_psnr_per_scale or {},
+            teacher_mse=_Judge.of(job, device).mse(final, device),
+            seconds=sum(epoch.seconds for epoch in history),  # training time, resumed epochs included
+        )
+    )
+    return final
+
+
+def _record(job: Job, student: VDSR, finished: bool) -> CompressionRecord:
+    return CompressionRecord(
+        teacher=job.source,
+        teacher_sha256=job.sha256,
+        rank=job.config.rank,
+        parameters=student.parameter_count(),
+        teacher_parameters=job.teacher.parameter_count(),
+        steps=job.config.steps,
+        loss=job.config.loss.model_dump(),
+        layers=job.layers,
+        history=list(job.history),
+        finished=finished,
+    )
+
+
+def _say(job: Job, step: CompressionStep) -> None:
+    if not job.progress:
+        return
+    shown = f"val PSNR {step.val_psnr:.3f} dB, " if step.val_psnr is not None else ""
+    kept = "" if step.kept else " (not kept)"
+    tqdm.write(
+        f"compress {step.name}: {shown}output MSE to the teacher {step.teacher_mse:.3e}, {step.seconds:.1f} s{kept}"
+    )

@@ -1,0 +1,133 @@
+"""asymsr compress as a library: steps, records, resume, and the distillation objective."""
+
+import pytest
+import torch
+
+from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint
+from asymsr.nn.models import build, fuse
+from asymsr.schema.params import CompressConfig, DistillLoss
+from asymsr.schema.records import CompressionRecord, TrainingHistory
+from asymsr.training.compression import Job, compress
+from asymsr.training.distill import Distillation
+from asymsr.training.refit import refit
+
+
+def teacher(seed: int = 0):
+    torch.manual_seed(seed)
+    return build("vdsr", depth=5, channels=16).eval()
+
+
+def job(patch_folder, out, **settings) -> Job:
+    finetune = {"device": "cpu", "batch_size": 4, "steps_per_epoch": 2, "val_crop": 48, "val_scales": [2]}
+    values = {"rank": 4, "refit_patches": 8, "steps": 4, "finetune": finetune, **settings}
+    return Job(teacher(), "teacher.pt", "0" * 64, CompressConfig.model_validate(values), patch_folder, out, progress=False)
+
+
+def test_steps_zero_writes_the_closed_form_and_its_record(patch_folder, image_folder, tmp_path):
+    work = job(patch_folder, tmp_path / "c", steps=0)
+    work.val = image_folder
+    record = compress(work)
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "c" / "model.pt"))
+    assert model.block == "asymmetric" and model.rank == 4 and model.config()["rank"] == 4
+    assert record == CompressionRecord.read(tmp_path / "c" / "compression.json") and record.finished
+    assert [step.name for step in record.history] == ["teacher", "bicubic", "closed_form", "refit"]
+    assert record.parameters == 16 * 18 + 3 * 6 * 16 * 4 and record.teacher_parameters == 16 * 18 + 3 * 9 * 256
+    assert len(record.layers) == 3 and all(0 < layer.energy_kept <= 1 for layer in record.layers)
+    assert all(step.val_psnr is not None and step.teacher_mse is not None for step in record.history)
+    assert record.history[0].teacher_mse == 0.0
+    refit_step, closed = record.history[3], record.history[2]
+    assert refit_step.kept == (refit_step.teacher_mse < closed.teacher_mse)
+    assert not (tmp_path / "c" / "checkpoint.pt").exists()
+
+
+def test_without_refit_the_closed_form_is_the_model(patch_folder, tmp_path):
+    record = compress(job(patch_folder, tmp_path / "c", steps=0, refit=False))
+    assert [step.name for step in record.history] == ["teacher", "bicubic", "closed_form"]
+    from asymsr.nn.factorize import closed_form
+
+    expected, _ = closed_form(teacher(), 4)
+    saved = load_checkpoint(tmp_path / "c" / "model.pt")["model"]
+    assert all(torch.equal(saved[key], value) for key, value in expected.state_dict().items())
+
+
+def test_refit_solves_each_layer_on_the_data():
+    """On its own sample, the refit brings every layer's pre-activation output closer to the teacher's."""
+    from asymsr.nn.factorize import closed_form, convs
+
+    big = teacher(1)
+    student, _ = closed_form(big, 2)
+    inputs = torch.rand(6, 1, 17, 17)
+    refitted = refit(student, big, inputs)
+    with torch.no_grad():
+        mse = torch.nn.functional.mse_loss
+        assert mse(refitted(inputs), big(inputs)) < mse(student(inputs), big(inputs))
+        # the first factors are kept, only the second ones move
+        assert torch.equal(convs(refitted)[1].weight, convs(student)[1].weight)
+        assert not torch.equal(convs(refitted)[2].weight, convs(student)[2].weight)
+
+
+def test_resume_after_a_kill_gives_bit_identical_weights(patch_folder, tmp_path):
+    straight = compress(job(patch_folder, tmp_path / "straight"))
+
+    class Killed(Exception):
+        pass
+
+    def kill(record):
+        if record.epoch == 1:
+            raise Killed
+
+    interrupted = job(patch_folder, tmp_path / "resumed")
+    interrupted.on_epoch_end = kill
+    with pytest.raises(Killed):
+        compress(interrupted)
+    assert not CompressionRecord.read(tmp_path / "resumed" / "compression.json").finished
+    resumed = compress(job(patch_folder, tmp_path / "resumed"), resume=True)
+    weights = [load_checkpoint(tmp_path / name / "model.pt")["model"] for name in ("straight", "resumed")]
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+    assert resumed.finished and [s.name for s in resumed.history] == [s.name for s in straight.history]
+    assert len(TrainingHistory.read(tmp_path / "resumed" / "history.json").epochs) == 2
+
+
+def test_resume_refuses_another_objective(patch_folder, tmp_path):
+    compress(job(patch_folder, tmp_path / "c"))
+    with pytest.raises(ValueError, match="another objective"):
+        compress(job(patch_folder, tmp_path / "c", loss={"teacher": 1.0, "label": 0.5}), resume=True)
+
+
+@pytest.mark.parametrize("weights", [{"teacher": 1.0}, {"teacher": 0.0, "label": 1.0}, {"teacher": 0.5, "feature": 2.0}])
+def test_distillation_loss_is_the_weighted_sum(weights):
+    big, student = teacher(2), build("asym_vdsr", depth=5, channels=16, rank=4)
+    loss = DistillLoss(**weights)
+    objective = Distillation(torch.nn.MSELoss(), big, student, loss)
+    inputs, labels = torch.rand(2, 1, 9, 9), torch.rand(2, 1, 9, 9)
+    got = objective(student, inputs, labels)
+    mse = torch.nn.functional.mse_loss
+    features = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: features.append(o)) for m in student.body if isinstance(m, torch.nn.ReLU)]
+    hooks += [m.register_forward_hook(lambda _m, _i, o: features.append(o)) for m in big.body if isinstance(m, torch.nn.ReLU)]
+    with torch.no_grad():
+        output, target = student(inputs), big(inputs)
+    for hook in hooks:
+        hook.remove()
+    half = len(features) // 2
+    feature = torch.stack([mse(s, t) for s, t in zip(features[:half], features[half:], strict=True)]).mean()
+    expected = loss.teacher * mse(output, target) + loss.label * mse(output, labels) + loss.feature * feature
+    assert torch.allclose(got, expected, rtol=1e-5)
+    assert objective.key() == {"kind": "distillation", **loss.model_dump()}
+    with torch.no_grad():  # a pass outside a step (validation) is not recorded
+        student(inputs)
+    assert objective.student_blocks is None or objective.student_blocks.outputs == []
+
+
+def test_a_distillation_loss_needs_some_weight():
+    with pytest.raises(ValueError, match="at least one of teacher, label, feature"):
+        DistillLoss(teacher=0.0)
+
+
+def test_finetune_config_splits_the_steps_into_epochs():
+    config = CompressConfig(steps=2000, finetune={"steps_per_epoch": 250, "lr": 3e-4}).finetune_config()
+    assert (config.epochs, config.steps_per_epoch, config.lr, config.optimizer) == (8, 250, 3e-4, "adam")
+    assert config.arch == "asym_vdsr" and config.arch_overrides == {"channels": 64, "depth": 20, "rank": 64}
+    short = CompressConfig(steps=30).finetune_config()
+    assert (short.epochs, short.steps_per_epoch) == (1, 30)
+    assert CompressConfig(steps=250, finetune={"steps_per_epoch": 100}).finetune_config().epochs == 3
