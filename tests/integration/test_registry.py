@@ -285,3 +285,51 @@ def test_unreachable_server_is_one_clear_error(tmp_path: Path, monkeypatch: pyte
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and uri in done.stderr and "3 attempts" in done.stderr
     assert time.monotonic() - start < 60
+
+
+@pytest.mark.slow
+def test_the_better_of_two_candidates_goes_to_the_gate_and_both_carry_their_origin(
+    sqlite_store: str, pipeline_outputs: dict[str, ArchOutputs], patch_folder: Path, image_folder: Path, tmp_path: Path
+) -> None:
+    """A compressed Asym_VDSR and one trained from scratch: both registered, the better one judged."""
+    from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint
+    from asymsr.schema.params import CompressConfig
+    from asymsr.training.compression import Job, compress
+
+    teacher = model_from_checkpoint(load_checkpoint(pipeline_outputs["vdsr"].run_dir / "model.pt"))
+    finetune = {"device": "cpu", "batch_size": 4, "steps_per_epoch": 2, "val_crop": 48}
+    config = CompressConfig(rank=4, refit_patches=8, steps=2, finetune=finetune)
+    run_dir = tmp_path / "models" / "asym_vdsr_compressed"
+    compress(Job(teacher, "models/vdsr/model.pt", "ab" * 32, config, patch_folder, run_dir, progress=False))
+    metrics = tmp_path / "metrics" / "asym_vdsr_compressed.json"
+    evaluate(load_predictor(run_dir / "model.pt", device="cpu"), [image_folder], [2], metrics, 256, progress=False)
+    compressed = ArchOutputs("asym_vdsr", run_dir, metrics, label="asym_vdsr_compressed")
+    scratch = pipeline_outputs["asym_vdsr"]
+    # place the compressed model 0.05 dB below the reference and the scratch one 0.5 dB below it
+    reference_db = json.loads(pipeline_outputs["vdsr"].metrics.read_text())["scores"]["tiny"]["x2"]["psnr"]
+    for output, below in ((compressed, 0.05), (scratch, 0.5)):
+        own = json.loads(output.metrics.read_text())["scores"]["tiny"]["x2"]["psnr"]
+        shift_psnr(output, reference_db - below - own)
+    outputs = {**pipeline_outputs, "asym_vdsr_compressed": compressed}
+    runs = ["asym_vdsr", "asym_vdsr_compressed"]
+
+    first = run_register(outputs, image_folder, tmp_path, candidate_runs=runs)
+    assert first["candidate_run"] == "asym_vdsr_compressed" and first["decision"]["label"] == "promoted"
+    assert first["versions"] == {"vdsr": "1", "asym_vdsr": "1", "asym_vdsr_compressed": "2"}
+    client = tracking.connect()
+    champion = client.get_model_version_by_alias("asym_vdsr", CHAMPION)
+    assert str(champion.version) == "2"
+    tags = champion.tags
+    assert (tags["origin"], tags["teacher"], tags["teacher_sha256"], tags["rank"]) == (
+        "compressed", "models/vdsr/model.pt", "ab" * 32, "4"
+    )  # fmt: skip
+    assert tags["finetune_steps"] == "2" and tags["asymsr.run"] == "asym_vdsr_compressed"
+    runner_up = client.get_model_version("asym_vdsr", "1")
+    assert runner_up.tags["origin"] == "trained" and runner_up.tags["decision"] == "rejected"
+    assert runner_up.tags["decision_reason"] == (
+        "not this run's best candidate: 0.450 dB below asym_vdsr_compressed on the same evaluation data"
+    )
+    # a second call with the same inputs changes nothing and names the same judged run
+    second = run_register(outputs, image_folder, tmp_path, candidate_runs=runs)
+    assert second["unchanged"] and second["candidate_run"] == "asym_vdsr_compressed"
+    assert versions(client, "asym_vdsr") == ["1", "2"]

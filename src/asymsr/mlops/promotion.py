@@ -8,14 +8,27 @@ A candidate is promoted only if all three hold:
 (c) progress: it beats the current champion's mean PSNR on the same evaluation data
     (strictly), or there is no champion yet.
 
+When the pipeline offers several candidate versions (trained from scratch, compressed from the
+reference), :func:`best_candidate` picks the one with the best mean PSNR on the run's
+evaluation data, and only that one is judged.
+
 The rule is a pure function of the figures, so every branch is testable without a store.
 """
 
 from __future__ import annotations
 
-from asymsr.schema.records import Decision, DecisionFigures, Figures
+from collections.abc import Mapping
 
-__all__ = ["Decision", "Figures", "decide"]
+from asymsr.schema.records import Decision, DecisionFigures, EvaluationSummary, Figures
+
+__all__ = ["Decision", "Figures", "best_candidate", "decide"]
+
+
+def best_candidate(summaries: Mapping[str, EvaluationSummary]) -> str:
+    """The name of the candidate with the best mean test PSNR (the first listed on a tie)."""
+    if not summaries:
+        raise ValueError("no candidate runs to choose from")
+    return max(summaries, key=lambda name: summaries[name].mean("psnr"))
 
 
 def decide(candidate: Figures, reference: Figures, champion: Figures | None, max_psnr_drop: float) -> Decision:

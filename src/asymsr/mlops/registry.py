@@ -13,6 +13,11 @@ What one call does, in this order (see :mod:`asymsr.mlops.tracking` for names an
    on the version and on the runs, and as aliases ``champion`` / ``challenger`` (plus the
    ``Production`` / ``Archived`` stages when ``use_stages`` is on).
 
+Several runs can offer a version of the candidate architecture (``register.candidate_runs``:
+the Asym_VDSR trained from scratch and the one compressed from the VDSR, say). Each is logged
+and registered, tagged with its origin; the one with the best mean PSNR on this run's
+evaluation data goes to the gate, and the others are tagged ``rejected`` with that reason.
+
 Idempotent: the inputs' fingerprint (model and metrics files, settings, evaluation data) is
 a tag of every version it registers; a second call with the same inputs finds the versions
 and changes nothing.
@@ -32,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 from asymsr.eval.efficiency import model_size_report
 from asymsr.mlops import tracking
-from asymsr.mlops.promotion import Decision, Figures, decide
+from asymsr.mlops.promotion import Decision, Figures, best_candidate, decide
 from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint
 from asymsr.schema.params import RegisterConfig
-from asymsr.schema.records import EvaluationSummary, RegistryRecord, StudySummary, TrainingHistory
+from asymsr.schema.records import CompressionRecord, EvaluationSummary, RegistryRecord, StudySummary, TrainingHistory
 from asymsr.util.fs import sha256_file, write_json
 from asymsr.util.images import list_images
 
@@ -46,18 +51,44 @@ if TYPE_CHECKING:
 FINGERPRINT_TAG = "asymsr.fingerprint"
 EVAL_FINGERPRINT_TAG = "asymsr.eval_fingerprint"
 DECISION_TAG = "decision"
+RUN_TAG = "asymsr.run"  # which of the pipeline's runs a version came from (asym_vdsr, asym_vdsr_compressed)
+CHOSEN_TAG = "asymsr.gate_candidate"  # on the version of the run's best candidate, the one that was judged
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
 @dataclass(frozen=True)
 class ArchOutputs:
-    """What the pipeline produced for one architecture."""
+    """What the pipeline produced for one model: its architecture, and the run that made it."""
 
-    arch: str
-    run_dir: Path  # `asymsr train --out`: model.pt, checkpoint.pt, history.json
+    arch: str  # the registered model it becomes a version of
+    run_dir: Path  # `asymsr train --out` or `asymsr compress --out`: model.pt, checkpoint.pt, history.json
     metrics: Path  # `asymsr evaluate --out`: summary JSON; <stem>.per_image.json and <stem>.md beside it
     tuning: Path | None = None  # `asymsr tune --out` study.json, when the run was tuned
+    label: str = ""  # the run's name in this pipeline (default: arch), e.g. asym_vdsr_compressed
+
+    @property
+    def name(self) -> str:
+        return self.label or self.arch
+
+    @property
+    def compression(self) -> Path | None:
+        """``compression.json`` when the model was made by ``asymsr compress``."""
+        path = self.run_dir / "compression.json"
+        return path if path.is_file() else None
+
+    def origin_tags(self) -> dict[str, str]:
+        """Where the model came from: trained, or compressed from which teacher, at which rank and budget."""
+        if self.compression is None:
+            return {"origin": "trained"}
+        record = CompressionRecord.read(self.compression)
+        return {
+            "origin": "compressed",
+            "teacher": record.teacher,
+            "teacher_sha256": record.teacher_sha256,
+            "rank": str(record.rank),
+            "finetune_steps": str(record.steps),
+        }
 
     def files(self) -> dict[str, Path]:
         """Every input file by role; all must exist."""
@@ -87,11 +118,11 @@ def evaluation_fingerprint(folders: Sequence[str | os.PathLike[str]], scales: Se
 def inputs_fingerprint(outputs: Sequence[ArchOutputs], settings: RegisterConfig, eval_fingerprint: str) -> str:
     """SHA-256 over every model and metrics file, the settings and the evaluation data."""
     digest = hashlib.sha256(json.dumps(settings.model_dump(), sort_keys=True).encode() + eval_fingerprint.encode())
-    for output in sorted(outputs, key=lambda o: o.arch):
+    for output in sorted(outputs, key=lambda o: o.name):
         files = output.files()
         for role in ("model", "metrics", "tuning"):
             if role in files:
-                digest.update(f"{output.arch}/{role}:{sha256_file(files[role])}\n".encode())
+                digest.update(f"{output.name}/{role}:{sha256_file(files[role])}\n".encode())
     return digest.hexdigest()
 
 
@@ -102,11 +133,12 @@ def figures_of(summary: EvaluationSummary, version: str | None = None) -> Figure
     )
 
 
-def _find_version(client: MlflowClient, name: str, fingerprint: str) -> ModelVersion | None:
+def _find_version(client: MlflowClient, output: ArchOutputs, fingerprint: str) -> ModelVersion | None:
     from mlflow.exceptions import MlflowException
 
+    query = f"name='{output.arch}' and tags.`{FINGERPRINT_TAG}`='{fingerprint}' and tags.`{RUN_TAG}`='{output.name}'"
     try:
-        found = client.search_model_versions(f"name='{name}' and tags.`{FINGERPRINT_TAG}`='{fingerprint}'")
+        found = client.search_model_versions(query)
     except MlflowException:
         return None
     return found[0] if found else None
@@ -133,17 +165,18 @@ def _log_architecture(
     files = output.files()
     training = load_checkpoint(files["checkpoint"])
     model = model_from_checkpoint(load_checkpoint(files["model"]))
-    run_id = tracking.child_run(client, parent_id, output.arch).info.run_id
+    run_id = tracking.child_run(client, parent_id, output.name).info.run_id
     with tracking.active_run(run_id):
         deploy = tracking.deploy_tags(summary)
-        for key, value in {"device": summary.efficiency.device or "unknown", **tags, **deploy}.items():
+        run_tags = {"device": summary.efficiency.device or "unknown", **tags, **deploy, **output.origin_tags()}
+        for key, value in run_tags.items():
             client.set_tag(run_id, key, value)
         tracking.log_params(client, run_id, {"arch": output.arch, **training.get("train_config", {})})
         history = TrainingHistory.read(files["history"])
         tracking.log_history(client, run_id, history)
         tracking.log_metrics(client, run_id, tracking.evaluation_metrics(summary), step=len(history.epochs))
         size = model_size_report(output.arch, model, {"checkpoint.pt": files["checkpoint"], "model.pt": files["model"]})
-        size_path = staging / output.arch / "model_size.json"
+        size_path = staging / output.name / "model_size.json"
         write_json(size_path, size)
         client.log_artifact(run_id, str(size_path))
         for role in ("checkpoint", "model"):
@@ -152,6 +185,8 @@ def _log_architecture(
             client.log_artifact(run_id, str(files[role]), artifact_path="evaluation" if role != "history" else None)
         if output.tuning is not None:
             _attach_tuning(client, run_id, output.tuning)
+        if output.compression is not None:
+            client.log_artifact(run_id, str(output.compression), artifact_path="compression")
         model_uri = tracking.log_model(model, output.arch, {"mean_psnr": summary.mean("psnr"), **deploy})
     return run_id, model_uri
 
@@ -243,20 +278,24 @@ def _check_inputs(outputs: Sequence[ArchOutputs], settings: RegisterConfig, repo
             raise KeyError(
                 f"register.{role}: {getattr(settings, role)!r} is not among the given models {sorted(by_arch)}"
             )
+    names = [output.name for output in outputs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"register: each run may be given once, got {names}")
     for output in outputs:
         for path in output.files().values():
             if not path.is_file():
-                raise FileNotFoundError(f"{output.arch}: missing input {path}")
+                raise FileNotFoundError(f"{output.name}: missing input {path}")
     for report in reports:
         if not report.is_file():
             raise FileNotFoundError(f"report file not found: {report}")
 
 
-def _unchanged_record(fingerprint: str, existing: Mapping[str, ModelVersion], candidate: str) -> RegistryRecord | None:
+def _unchanged_record(fingerprint: str, existing: Mapping[str, ModelVersion | None]) -> RegistryRecord | None:
     """The record of an earlier call with the same inputs, if it registered and decided everything."""
-    if not all(existing.values()) or DECISION_TAG not in existing[candidate].tags:
+    chosen = [name for name, version in existing.items() if version is not None and CHOSEN_TAG in version.tags]
+    if not all(existing.values()) or len(chosen) != 1 or DECISION_TAG not in existing[chosen[0]].tags:  # type: ignore[union-attr]
         return None
-    tags = existing[candidate].tags
+    tags = existing[chosen[0]].tags  # type: ignore[union-attr]
     decision = {
         "label": tags[DECISION_TAG],
         "reason": tags["decision_reason"],
@@ -265,9 +304,10 @@ def _unchanged_record(fingerprint: str, existing: Mapping[str, ModelVersion], ca
     return RegistryRecord(
         fingerprint=fingerprint,
         parent_run_id=tags.get("parent_run_id", ""),
-        versions={arch: str(version.version) for arch, version in existing.items()},
+        versions={name: str(version.version) for name, version in existing.items()},  # type: ignore[union-attr]
         decision=Decision.model_validate(decision),
         unchanged=True,
+        candidate_run=chosen[0],
     )
 
 
@@ -301,13 +341,13 @@ def register_pipeline(
     """
     reports = [Path(report) for report in reports]
     _check_inputs(outputs, settings, reports)
-    summaries = {output.arch: EvaluationSummary.read(output.metrics) for output in outputs}
+    summaries = {output.name: EvaluationSummary.read(output.metrics) for output in outputs}
     folders = [Path(folder) for folder in eval_folders]
     evaluation = _Evaluation(folders, list(scales), evaluation_fingerprint(folders, scales))
     fingerprint = inputs_fingerprint(outputs, settings, evaluation.fingerprint)
     client = tracking.connect()
-    existing = {output.arch: _find_version(client, output.arch, fingerprint) for output in outputs}
-    record = _unchanged_record(fingerprint, existing, settings.candidate)
+    existing = {output.name: _find_version(client, output, fingerprint) for output in outputs}
+    record = _unchanged_record(fingerprint, existing)
     if record is None:
         run = _PipelineRun(client, settings, dict(tags or {}), evaluation, fingerprint)
         inputs = _Inputs(outputs, summaries, existing, dict(params or {}), reports)
@@ -357,29 +397,36 @@ class _PipelineRun:
     def _log_and_decide(self, inputs: _Inputs, parent_id: str, staging: Path) -> RegistryRecord:
         summaries, existing = inputs.summaries, inputs.existing
         logged = {
-            output.arch: _log_architecture(self.client, parent_id, output, summaries[output.arch], self.tags, staging)
+            output.name: _log_architecture(self.client, parent_id, output, summaries[output.name], self.tags, staging)
             for output in inputs.outputs
-            if existing[output.arch] is None
+            if existing[output.name] is None
         }
         self._log_parent(parent_id, inputs.params, inputs.reports)
         versions = {
-            arch: existing[arch] or self._register(arch, *logged[arch], summaries[arch], parent_id)
-            for arch in summaries
+            output.name: existing[output.name] or self._register(output, *logged[output.name], summaries, parent_id)
+            for output in inputs.outputs
         }
-        candidate = versions[self.settings.candidate]
+        reference = next(output.name for output in inputs.outputs if output.arch == self.settings.reference)
+        chosen = best_candidate(
+            {o.name: summaries[o.name] for o in inputs.outputs if o.arch == self.settings.candidate}
+        )
+        candidate = versions[chosen]
         decision = decide(
-            figures_of(summaries[self.settings.candidate], str(candidate.version)),
-            figures_of(summaries[self.settings.reference], str(versions[self.settings.reference].version)),
+            figures_of(summaries[chosen], str(candidate.version)),
+            figures_of(summaries[reference], str(versions[reference].version)),
             _champion_figures(self.client, self.settings, self.evaluation),
             self.settings.max_psnr_drop,
         )
+        self.client.set_model_version_tag(self.settings.candidate, str(candidate.version), CHOSEN_TAG, "true")
         _apply(self.client, self.settings, candidate, decision)
+        self._reject_runner_ups(inputs.outputs, versions, summaries, chosen)
         record = RegistryRecord(
             fingerprint=self.fingerprint,
             parent_run_id=parent_id,
-            versions={arch: str(version.version) for arch, version in versions.items()},
+            versions={name: str(version.version) for name, version in versions.items()},
             decision=decision,
             unchanged=False,
+            candidate_run=chosen,
         )
         self._log_decision(parent_id, candidate, record, staging)
         return record
@@ -391,11 +438,36 @@ class _PipelineRun:
         for report in reports:
             self.client.log_artifact(parent_id, str(report), artifact_path="report")
 
+    def _reject_runner_ups(
+        self,
+        outputs: Sequence[ArchOutputs],
+        versions: dict[str, ModelVersion],
+        summaries: dict[str, EvaluationSummary],
+        chosen: str,
+    ) -> None:
+        """Tag the other candidates' versions with why they were not judged."""
+        best = summaries[chosen].mean("psnr")
+        for output in outputs:
+            if output.arch != self.settings.candidate or output.name == chosen:
+                continue
+            gap = best - summaries[output.name].mean("psnr")
+            reason = f"not this run's best candidate: {gap:.3f} dB below {chosen} on the same evaluation data"
+            number = str(versions[output.name].version)
+            self.client.set_model_version_tag(output.arch, number, DECISION_TAG, "rejected")
+            self.client.set_model_version_tag(output.arch, number, "decision_reason", reason)
+
     def _register(
-        self, arch: str, run_id: str, model_uri: str, summary: EvaluationSummary, parent_id: str
+        self,
+        output: ArchOutputs,
+        run_id: str,
+        model_uri: str,
+        summaries: dict[str, EvaluationSummary],
+        parent_id: str,
     ) -> ModelVersion:
-        figures = figures_of(summary)
+        figures = figures_of(summaries[output.name])
         tags = {
+            RUN_TAG: output.name,
+            **output.origin_tags(),
             FINGERPRINT_TAG: self.fingerprint,
             EVAL_FINGERPRINT_TAG: self.evaluation.fingerprint,
             "parent_run_id": parent_id,
@@ -404,7 +476,7 @@ class _PipelineRun:
             "model_bytes": str(figures.model_bytes),
             **self.tags,
         }
-        return _register_version(self.client, arch, model_uri, run_id, tags)
+        return _register_version(self.client, output.arch, model_uri, run_id, tags)
 
     def _log_decision(self, parent_id: str, candidate: ModelVersion, record: RegistryRecord, staging: Path) -> None:
         candidate_run = candidate.run_id or candidate.tags.get("run_id")

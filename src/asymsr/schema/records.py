@@ -269,6 +269,7 @@ class RegistryRecord(Record):
 
     fingerprint: str  # of every input: models, metrics, settings, evaluation data
     parent_run_id: str
-    versions: dict[str, str]  # registered model -> version
+    versions: dict[str, str]  # the pipeline's run (vdsr, asym_vdsr, asym_vdsr_compressed) -> its version
     decision: Decision
     unchanged: bool  # True when these inputs were registered before and nothing changed
+    candidate_run: str | None = None  # the run whose version was judged (the best candidate)

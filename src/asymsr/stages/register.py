@@ -8,12 +8,15 @@ from asymsr.schema.records import RegistryRecord
 from asymsr.stages._base import StageArgs, StageResult, arg, params_arg, parse_pairs
 
 NAME = "register"
-HELP = "Log the pipeline run to MLflow, register both models and apply the promotion gate (needs --params)."
+HELP = (
+    "Log the pipeline run to MLflow, register its models and apply the promotion gate to the best candidate "
+    "(needs --params)."
+)
 
 
 class Args(StageArgs):
-    models_root: Path = arg(Path("models"), "folder of <arch>/ run folders")
-    metrics_root: Path = arg(Path("metrics"), "folder of <arch>.json summaries")
+    models_root: Path = arg(Path("models"), "folder of <run>/ folders (the reference and register.candidate_runs)")
+    metrics_root: Path = arg(Path("metrics"), "folder of <run>.json summaries")
     tune_root: Path = arg(Path("reports/tune"), "folder of <arch>/study.json from `asymsr tune`, if tuned")
     data_root: Path = arg(..., "folder of the data.test datasets (to re-evaluate an older champion)")
     report: list[Path] = arg([], "file to log on the parent run (repeatable): report, plots", repeat=True)
@@ -34,10 +37,11 @@ class Result(StageResult):
 
     def describe(self) -> str:
         record = self.record
-        versions = ", ".join(f"{arch} v{version}" for arch, version in record.versions.items())
+        versions = ", ".join(f"{run} v{version}" for run, version in record.versions.items())
         lines = [f"already registered with these inputs ({versions}); nothing changed"] if record.unchanged else []
+        judged = record.candidate_run or self.candidate
         lines += [
-            f"{self.candidate}: {record.decision.label}: {record.decision.reason}",
+            f"{self.candidate} (from {judged}): {record.decision.label}: {record.decision.reason}",
             f"registered {versions}; parent run {record.parent_run_id}; record written to {self.out}",
         ]
         return "\n".join(lines)
@@ -51,13 +55,11 @@ def run(args: Args) -> Result:
     params = load_params(args.params)
     settings = params.registry
     outputs = []
-    for arch in dict.fromkeys([settings.reference, settings.candidate]):
-        study = args.tune_root / arch / "study.json"
-        outputs.append(
-            ArchOutputs(
-                arch, args.models_root / arch, args.metrics_root / f"{arch}.json", study if study.is_file() else None
-            )
-        )
+    runs = {settings.reference: settings.reference, **{name: settings.candidate for name in settings.candidate_runs}}
+    for name, arch in runs.items():
+        study = args.tune_root / name / "study.json"
+        tuning = study if study.is_file() else None
+        outputs.append(ArchOutputs(arch, args.models_root / name, args.metrics_root / f"{name}.json", tuning, name))
     tags = {
         "git_commit": tracking.git_commit(),
         "dvc_data_hash": tracking.dvc_data_hash(args.data_hash_of),
