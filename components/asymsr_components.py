@@ -166,6 +166,49 @@ def train(
 
 
 @dsl.component(base_image=IMAGE)
+def compress(
+    params: Input[Artifact],
+    models: Input[list[Model]],
+    patches: Input[Dataset],
+    data: Input[Dataset],
+    run: Input[Artifact],
+    model: Output[Model],
+) -> None:
+    """The trained VDSR -> an Asym_VDSR (``asymsr compress --teacher models/vdsr/model.pt``, as ``dvc.yaml``)."""
+    from pathlib import Path
+
+    from asymsr.mlops.tracking import use_run_context
+    from asymsr.schema.params import load_params
+    from asymsr.stages import compress as stage
+
+    settings = load_params(params.path)
+    reference = settings.registry.reference
+    teachers = [item for item in models if item.metadata["arch"] == reference]
+    if len(teachers) != 1:
+        raise ValueError(
+            f"compress: needs the trained {reference!r} among the models, got {[m.metadata['arch'] for m in models]}"
+        )
+    args = stage.Args(
+        params=params.path,
+        teacher=str(Path(teachers[0].path) / "model.pt"),
+        patches=patches.path,
+        val=Path(data.path) / settings.data.val,
+        out=model.path,
+        parent_run_id=use_run_context(run.path),
+        quiet=True,
+    )
+    result = stage.run(args)
+    model.metadata.update(
+        {
+            "arch": "asym_vdsr_compressed",
+            "framework": "pytorch",
+            "bytes": result.model.stat().st_size,
+            "rank": result.record.rank,
+        }
+    )
+
+
+@dsl.component(base_image=IMAGE)
 def evaluate_model(
     params: Input[Artifact],
     arch: str,
@@ -213,6 +256,8 @@ def report(
     models: Input[list[Model]],
     evaluations: Input[list[Artifact]],
     baseline: Input[Artifact],
+    compressed: Input[Model],
+    compressed_evaluation: Input[Artifact],
     comparison: Output[Artifact],
     table: Output[Markdown],
 ) -> None:
@@ -222,11 +267,15 @@ def report(
     from asymsr.schema.params import load_params
     from asymsr.stages import report as stage
 
-    archs = [item.metadata["arch"] for item in models]
-    metrics = {item.metadata["label"]: Path(item.path) / f"{item.metadata['label']}.json" for item in evaluations}
+    runs = [*models, compressed]
+    archs = [item.metadata["arch"] for item in runs]
+    metrics = {
+        item.metadata["label"]: Path(item.path) / f"{item.metadata['label']}.json"
+        for item in [*evaluations, compressed_evaluation]
+    }
     metrics["bicubic"] = Path(baseline.path) / "bicubic.json"
     labels = ["bicubic", *archs]
-    visual = ["bicubic=bicubic", *(f"{item.metadata['arch']}={Path(item.path) / 'model.pt'}" for item in models)]
+    visual = ["bicubic=bicubic", *(f"{item.metadata['arch']}={Path(item.path) / 'model.pt'}" for item in runs)]
     out = Path(comparison.path)
     args = stage.Args(
         metrics=[metrics[label] for label in labels],
@@ -250,6 +299,8 @@ def register(
     models: Input[list[Model]],
     evaluations: Input[list[Artifact]],
     studies: Input[list[Artifact]],
+    compressed: Input[Model],
+    compressed_evaluation: Input[Artifact],
     comparison: Input[Artifact],
     run: Input[Artifact],
     decision: Output[Metrics],
@@ -265,10 +316,10 @@ def register(
     parent = use_run_context(run.path)
     # the stage reads <models>/<arch>/, <metrics>/<arch>.json and <tune>/<arch>/study.json: link the artifacts so
     layout = Path(tempfile.mkdtemp(prefix="asymsr-register-"))
-    for item in models:
+    for item in [*models, compressed]:
         (layout / "models").mkdir(exist_ok=True)
         (layout / "models" / item.metadata["arch"]).symlink_to(item.path)
-    for item in evaluations:
+    for item in [*evaluations, compressed_evaluation]:
         (layout / "metrics").mkdir(exist_ok=True)
         for source in Path(item.path).iterdir():
             (layout / "metrics" / source.name).symlink_to(source)
@@ -291,5 +342,6 @@ def register(
     record = stage.run(args).record
     decision.log_metric("promoted", 1.0 if record.decision.promote else 0.0)
     decision.log_metric("psnr_drop_db", record.decision.figures.psnr_drop_db)
-    decision.metadata.update({"versions": json.dumps(record.versions), "reason": record.decision.reason})
+    judged = {"candidate_run": record.candidate_run or ""}
+    decision.metadata.update({"versions": json.dumps(record.versions), "reason": record.decision.reason, **judged})
     return record.decision.label

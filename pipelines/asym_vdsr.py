@@ -4,7 +4,9 @@
         -> bicubic baseline
         -> for each architecture (in parallel): tune workers (in parallel, one shared study)
            -> collect the study -> train -> evaluate
-        -> report (table, plots, crops) -> register (MLflow, registry, promotion gate)
+        -> compress the trained VDSR into an Asym_VDSR -> evaluate it
+        -> report (table, plots, crops) -> register (MLflow, registry, promotion gate on the
+           better Asym_VDSR: trained or compressed)
 
 Every component runs one stage of :mod:`asymsr.stages`, the same function as the matching
 ``asymsr`` command in ``dvc.yaml``; this file holds wiring, resources and secrets only. The
@@ -135,12 +137,31 @@ def build_pipeline(cluster: bool = True) -> Any:
             for task in (model, evaluation):
                 _credentials(on_gpu(task, accelerator, gpus_per_task))
 
+        compressed = c.compress(
+            params=params.outputs["params"],
+            models=dsl.Collected(model.outputs["model"]),
+            patches=patches.outputs["patches"],
+            data=data.outputs["data"],
+            run=tracking.outputs["run"],
+        )
+        compressed_evaluation = c.evaluate_model(
+            params=params.outputs["params"],
+            arch="asym_vdsr_compressed",
+            data=data.outputs["data"],
+            model=compressed.outputs["model"],
+        )
+        for task in (compressed, compressed_evaluation):
+            _credentials(on_gpu(task, accelerator, gpus_per_task))
+        extra = dict(
+            compressed=compressed.outputs["model"], compressed_evaluation=compressed_evaluation.outputs["evaluation"]
+        )
         comparison = c.report(
             params=params.outputs["params"],
             data=data.outputs["data"],
             models=dsl.Collected(model.outputs["model"]),
             evaluations=dsl.Collected(evaluation.outputs["evaluation"]),
             baseline=baseline.outputs["evaluation"],
+            **extra,
         )
         c.register(
             params=params.outputs["params"],
@@ -149,6 +170,7 @@ def build_pipeline(cluster: bool = True) -> Any:
             evaluations=dsl.Collected(evaluation.outputs["evaluation"]),
             studies=dsl.Collected(study.outputs["study"]),
             comparison=comparison.outputs["comparison"],
+            **extra,
             run=tracking.outputs["run"],
         ).set_caching_options(False)
 

@@ -42,7 +42,13 @@ def test_spec_requests_gpus_from_parameters_and_credentials_from_secrets() -> No
     assert not [name for name in parameters if any(word in name for word in ("password", "secret", "key", "token"))]
     containers = spec["deploymentSpec"]["executors"]
     gpu_executors = [name for name, body in containers.items() if "accelerator" in resources(body)]
-    assert {name.removeprefix("exec-") for name in gpu_executors} >= {"tune", "tune-2", "train", "evaluate-model"}
+    assert {name.removeprefix("exec-") for name in gpu_executors} >= {
+        "tune",
+        "tune-2",
+        "train",
+        "evaluate-model",
+        "compress",
+    }
     for name in gpu_executors:
         accelerator = containers[name]["container"]["resources"]["accelerator"]
         assert "resourceCount" in accelerator and "resourceType" in accelerator  # from the pipeline parameters
@@ -67,6 +73,11 @@ def test_whole_pipeline_runs_locally(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "prepare": {"patch_size": 21, "stride": 21},
         "tune": {"trials": 2, "epochs": 2, "steps_per_epoch": 2},
         "train": {"common": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 4, "val_crop": 48}},
+        "compress": {
+            "refit_patches": 8,
+            "steps": 2,
+            "finetune": {"batch_size": 4, "steps_per_epoch": 1, "val_crop": 48},
+        },
         "evaluate": {"latency_size": 32},
         # Any tiny Asym_VDSR is within 100 dB of its VDSR and smaller, and there is no champion yet:
         # the gate must promote it, whatever the few training steps gave.
@@ -88,9 +99,14 @@ def test_whole_pipeline_runs_locally(tmp_path: Path, monkeypatch: pytest.MonkeyP
     del run  # kfp.local raises if any task fails
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    asym = client.search_model_versions("name='asym_vdsr'")
-    assert len(asym) == 1 and asym[0].tags["decision"] == "promoted"
-    assert client.get_model_version_by_alias("asym_vdsr", "champion").version == asym[0].version
+    asym = {v.tags["asymsr.run"]: v for v in client.search_model_versions("name='asym_vdsr'")}
+    assert set(asym) == {"asym_vdsr", "asym_vdsr_compressed"}  # trained and compressed: both candidates
+    assert asym["asym_vdsr_compressed"].tags["origin"] == "compressed" and asym["asym_vdsr"].tags["origin"] == "trained"
+    promoted = [v for v in asym.values() if v.tags["decision"] == "promoted"]
+    rejected = [v for v in asym.values() if v.tags["decision"] == "rejected"]
+    assert len(promoted) == 1 and len(rejected) == 1 and "not this run's best" in rejected[0].tags["decision_reason"]
+    assert client.get_model_version_by_alias("asym_vdsr", "champion").version == promoted[0].version
+    asym = promoted
     assert len(client.search_model_versions("name='vdsr'")) == 1
     experiment = client.get_experiment_by_name("asymsr-quick")
     parents = client.search_runs([experiment.experiment_id], filter_string="tags.`asymsr.role` = 'pipeline'")
@@ -100,8 +116,11 @@ def test_whole_pipeline_runs_locally(tmp_path: Path, monkeypatch: pytest.MonkeyP
     reports = {item.path for item in client.list_artifacts(parent, "report")}  # as dvc.yaml's report stage writes
     assert {"report/results.md", "report/psnr_vs_params.png", "report/visual_x4.png"} <= reports
     children = client.search_runs([experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
-    assert sorted(child.data.tags["asymsr.arch"] for child in children) == ["asym_vdsr", "vdsr"]
-    for child in children:  # trials nest under the architecture's run; curves were logged live
+    by_run = {child.data.tags["asymsr.arch"]: child for child in children}
+    assert sorted(by_run) == ["asym_vdsr", "asym_vdsr_compressed", "vdsr"]
+    compressed = by_run.pop("asym_vdsr_compressed")  # its distillation curve was logged live too
+    assert [m.step for m in client.get_metric_history(compressed.info.run_id, "train_loss")] == [1, 2]
+    for child in by_run.values():  # trials nest under the architecture's run; curves were logged live
         trials = client.search_runs(
             [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{child.info.run_id}'"
         )

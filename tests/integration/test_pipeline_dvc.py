@@ -45,8 +45,17 @@ def tiny_params(images: Path) -> dict:
             },
             "arch": {"vdsr": {}, "asym_vdsr": {}},
         },
+        "compress": {
+            "refit_patches": 8,
+            "steps": 2,
+            "finetune": {"batch_size": 4, "steps_per_epoch": 1, "device": "cpu", "val_crop": 48},
+        },
         "evaluate": {"scales": [2, 3, 4], "latency_size": 32},
-        "register": {"experiment": "asymsr-tiny", "max_psnr_drop": 0.2},
+        "register": {
+            "experiment": "asymsr-tiny",
+            "max_psnr_drop": 0.2,
+            "candidate_runs": ["asym_vdsr", "asym_vdsr_compressed"],
+        },
     }
 
 
@@ -87,16 +96,19 @@ def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.Complet
 @pytest.mark.slow
 def test_dvc_repro_end_to_end_then_no_op(project):
     run(["dvc", "repro"], project)
-    for arch in ("vdsr", "asym_vdsr"):
+    compression = json.loads((project / "models" / "asym_vdsr_compressed" / "compression.json").read_text())
+    assert compression["teacher"] == "models/vdsr/model.pt" and compression["finished"]
+    for arch in ("vdsr", "asym_vdsr", "asym_vdsr_compressed"):
         assert (project / "models" / arch / "model.pt").is_file()
         summary = json.loads((project / "metrics" / f"{arch}.json").read_text())
         assert summary["schema_version"] == 1 and set(summary["scores"]["tiny_test"]) == {"x2", "x3", "x4"}
-        assert summary["efficiency"]["arch"] == arch and summary["efficiency"]["latency_input"] == [1, 1, 32, 32]
+        assert summary["efficiency"]["arch"] == arch.removesuffix("_compressed")
+        assert summary["efficiency"]["latency_input"] == [1, 1, 32, 32]
         history = json.loads((project / "models" / arch / "history.json").read_text())
         assert [record["epoch"] for record in history["epochs"]] == [1, 2]
     assert "| tiny_test | x4 |" in (project / "reports" / "results.md").read_text()
     gains = json.loads((project / "reports" / "psnr_gain.json").read_text())
-    assert {row["model"] for row in gains} == {"vdsr", "asym_vdsr"} and len(gains) == 6
+    assert {row["model"] for row in gains} == {"vdsr", "asym_vdsr", "asym_vdsr_compressed"} and len(gains) == 9
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
     assert "metrics/asym_vdsr.json" in json.dumps(shown)
     for name in ("psnr_vs_params.png", "psnr_vs_latency.png", "visual_x4.png"):
@@ -111,7 +123,7 @@ def test_dvc_repro_end_to_end_then_no_op(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     status = run(["dvc", "status", "--json"], project).stdout
     changed = set(json.loads(status))
-    assert changed == {"evaluate_bicubic", "evaluate@vdsr", "evaluate@asym_vdsr"}
+    assert changed == {"evaluate_bicubic", "evaluate@vdsr", "evaluate@asym_vdsr", "evaluate@asym_vdsr_compressed"}
     params["evaluate"]["latency_size"] = 32
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     assert_code_edits_rerun_what_imports_them(project)
@@ -138,7 +150,8 @@ def assert_code_edits_rerun_what_imports_them(project: Path) -> None:
         changed = [dep for entry in status.get(stage, []) for dep in entry.get("changed deps", {})]
         return any(dep in ("src/asymsr/sr/protocol.py", "src/asymsr/sr") for dep in changed)
 
-    for stage in ("prepare", "tune@vdsr", "tune@asym_vdsr", "train@vdsr", "train@asym_vdsr", "evaluate@vdsr"):
+    scoring = ("prepare", "tune@vdsr", "tune@asym_vdsr", "train@vdsr", "train@asym_vdsr", "compress", "evaluate@vdsr")
+    for stage in scoring:
         assert edited(stage), f"{stage} does not re-run when protocol.py changes: {status.get(stage)}"
     assert not any(stage.startswith("fetch@") for stage in status), status
     sources = project / "src" / "asymsr" / "data" / "sources.py"
@@ -162,9 +175,10 @@ def assert_registered(project: Path) -> None:
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
-    assert sorted(run.data.tags["asymsr.arch"] for run in children) == ["asym_vdsr", "vdsr"]
+    assert sorted(run.data.tags["asymsr.arch"] for run in children) == ["asym_vdsr", "asym_vdsr_compressed", "vdsr"]
     assert all("tiny_test_x4_psnr" in run.data.metrics for run in children)
-    for child in children:  # pipeline -> architecture -> its study's run -> the trials
+    tuned_children = [child for child in children if child.data.tags["asymsr.arch"] != "asym_vdsr_compressed"]
+    for child in tuned_children:  # pipeline -> architecture -> its study's run -> the trials
         tuned = client.search_runs(
             [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{child.info.run_id}'"
         )
@@ -178,7 +192,7 @@ def assert_registered(project: Path) -> None:
             (project / "reports" / "tune" / child.data.tags["asymsr.arch"] / "best_params.json").read_text()
         )
         assert float(child.data.params["lr"]) == best["lr"]
-    version = client.get_model_version("asym_vdsr", record["versions"]["asym_vdsr"])
+    version = client.get_model_version("asym_vdsr", record["versions"][record["candidate_run"]])
     assert version.tags["decision"] == record["decision"]["label"] in ("promoted", "rejected")
     assert version.tags["decision_reason"] == record["decision"]["reason"]
     assert client.get_model_version("vdsr", record["versions"]["vdsr"]).tags["profile"] == "tiny"

@@ -138,3 +138,19 @@ def test_shared_sets_fetch_and_verify(tmp_path):
     files = fetch(str(shared_path("datasets", "Set14")), tmp_path / "Set14")
     assert len(files) == 14
     assert Path(tmp_path / "Set14" / MANIFEST).is_file()
+
+
+def test_a_pinned_remote_file_is_downloaded_and_a_mismatch_leaves_nothing(http_folder, tmp_path):
+    """`fetch_file`, what a remote compression teacher goes through: the pin is checked, a bad download removed."""
+    from asymsr.data.sources import FetchError, fetch_file
+
+    served, base = http_folder
+    data = b"weights" * 1000
+    (served / "teacher.npz").write_bytes(data)
+    path, digest = fetch_file(f"{base}/teacher.npz#sha256={_pin(data)}", tmp_path / "downloads")
+    assert path.read_bytes() == data and digest == _pin(data)
+    with pytest.raises(FetchError, match=f"sha256 is {_pin(data)}, but the source pins 0{{64}}"):
+        fetch_file(f"{base}/teacher.npz#sha256={'0' * 64}", tmp_path / "other")
+    assert list((tmp_path / "other").iterdir()) == []
+    with pytest.raises(FetchError, match="must pin its content"):
+        fetch_file(f"{base}/teacher.npz", tmp_path / "third")

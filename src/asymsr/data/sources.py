@@ -203,7 +203,7 @@ def _pinned_archive(source: str) -> tuple[str, str]:
     url, options = split_options(source)
     digest = options.get("sha256", "").lower()
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise FetchError(f"{url}: an archive source must pin its content as {url}#sha256=<64 hex digits>")
+        raise FetchError(f"{url}: a remote source must pin its content as {url}#sha256=<64 hex digits>")
     return url, digest
 
 

@@ -231,7 +231,7 @@ class CompressConfig(Config):
             arch="asym_vdsr",
             arch_overrides=overrides,
             steps_per_epoch=per_epoch,
-            epochs=max(1, -(-self.steps // per_epoch)),
+            epochs=-(-self.steps // per_epoch),  # 0 steps: no epochs, the initial weights are the model
         )
         return TrainConfig.model_validate(values)
 

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from asymsr.data.patches import read_manifest
-from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint, model_payload, save_checkpoint
+from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint
 from asymsr.nn.devices import resolve_device
 from asymsr.nn.factorize import closed_form
 from asymsr.nn.models import VDSR
@@ -76,12 +76,8 @@ def compress(job: Job, resume: bool = False) -> CompressionRecord:
         final = _distil(job, None, resume=True)
     else:
         student = _initial_student(job)
-        if job.config.steps == 0:
-            save_checkpoint(job.out / "model.pt", model_payload("asym_vdsr", student))
-            final = student
-        else:
-            _record(job, student, finished=False).write(job.out / RECORD)  # what steps 1-2 gave, if step 3 dies
-            final = _distil(job, student, resume=False)
+        _record(job, student, finished=False).write(job.out / RECORD)  # what steps 1-2 gave, if step 3 dies
+        final = _distil(job, student, resume=False)
     record = _record(job, final, finished=True)
     record.write(job.out / RECORD)
     return record
@@ -161,7 +157,11 @@ def _scored(
 
 
 def _distil(job: Job, student: VDSR | None, resume: bool) -> VDSR:
-    """Step 3: fine-tune with the training loop; returns the final weights."""
+    """Step 3: fine-tune with the training loop; returns the final weights.
+
+    With ``steps`` 0 the loop runs no epochs and writes the initial weights as ``train`` would
+    (``model.pt``, ``checkpoint.pt``, an empty ``history.json``), so the outputs have one shape.
+    """
     teacher = job.teacher
 
     def objective(criterion: nn.Module, model: VDSR) -> Distillation:
@@ -179,6 +179,8 @@ def _distil(job: Job, student: VDSR | None, resume: bool) -> VDSR:
         objective=objective,
     )
     final = model_from_checkpoint(load_checkpoint(job.out / "model.pt"))
+    if not history:
+        return final
     device = resolve_device(job.finetune.device)
     last = history[-1]
     job.history.append(

@@ -85,7 +85,10 @@ def _not_a_checkpoint(tmp_path: Path) -> Path:
     [
         (lambda tmp: tmp / "missing.npz", "file not found: .*missing.npz"),
         (_truncated, "cut.npz: not a readable .npz"),
-        (lambda tmp: Path(f"{vdsr_npz(tmp / 'w.npz')}#sha256={'0' * 64}"), "w.npz: sha256 is [0-9a-f]{64}, but the source pins 0{64}"),
+        (
+            lambda tmp: Path(f"{vdsr_npz(tmp / 'w.npz')}#sha256={'0' * 64}"),
+            "w.npz: sha256 is [0-9a-f]{64}, but the source pins 0{64}",
+        ),
         (_asym_checkpoint, "the teacher must be a VDSR"),
         (_wrong_shape, "unexpected arrays \\['conv20', 'conv21'\\]"),
         (_not_a_checkpoint, "notes.pt: not a readable checkpoint"),
@@ -123,7 +126,9 @@ def test_train_with_init_and_no_epochs_writes_the_given_weights(patch_folder, tm
 
 def test_train_init_of_another_architecture_is_refused(patch_folder, tmp_path, capsys):
     teacher = vdsr_npz(tmp_path / "teacher.npz")
-    assert cli(f"train --arch asym_vdsr --patches {patch_folder} --out {tmp_path / 'r'} --epochs 0 --init {teacher}") == 2
+    assert (
+        cli(f"train --arch asym_vdsr --patches {patch_folder} --out {tmp_path / 'r'} --epochs 0 --init {teacher}") == 2
+    )
     assert "needs" in capsys.readouterr().err
 
 

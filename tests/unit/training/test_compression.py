@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint
-from asymsr.nn.models import build, fuse
+from asymsr.nn.models import build
 from asymsr.schema.params import CompressConfig, DistillLoss
 from asymsr.schema.records import CompressionRecord, TrainingHistory
 from asymsr.training.compression import Job, compress
@@ -20,7 +20,9 @@ def teacher(seed: int = 0):
 def job(patch_folder, out, **settings) -> Job:
     finetune = {"device": "cpu", "batch_size": 4, "steps_per_epoch": 2, "val_crop": 48, "val_scales": [2]}
     values = {"rank": 4, "refit_patches": 8, "steps": 4, "finetune": finetune, **settings}
-    return Job(teacher(), "teacher.pt", "0" * 64, CompressConfig.model_validate(values), patch_folder, out, progress=False)
+    return Job(
+        teacher(), "teacher.pt", "0" * 64, CompressConfig.model_validate(values), patch_folder, out, progress=False
+    )
 
 
 def test_steps_zero_writes_the_closed_form_and_its_record(patch_folder, image_folder, tmp_path):
@@ -37,7 +39,8 @@ def test_steps_zero_writes_the_closed_form_and_its_record(patch_folder, image_fo
     assert record.history[0].teacher_mse == 0.0
     refit_step, closed = record.history[3], record.history[2]
     assert refit_step.kept == (refit_step.teacher_mse < closed.teacher_mse)
-    assert not (tmp_path / "c" / "checkpoint.pt").exists()
+    assert load_checkpoint(tmp_path / "c" / "checkpoint.pt")["epoch"] == 0  # the outputs of any compress run
+    assert TrainingHistory.read(tmp_path / "c" / "history.json").epochs == []
 
 
 def test_without_refit_the_closed_form_is_the_model(patch_folder, tmp_path):
@@ -94,7 +97,9 @@ def test_resume_refuses_another_objective(patch_folder, tmp_path):
         compress(job(patch_folder, tmp_path / "c", loss={"teacher": 1.0, "label": 0.5}), resume=True)
 
 
-@pytest.mark.parametrize("weights", [{"teacher": 1.0}, {"teacher": 0.0, "label": 1.0}, {"teacher": 0.5, "feature": 2.0}])
+@pytest.mark.parametrize(
+    "weights", [{"teacher": 1.0}, {"teacher": 0.0, "label": 1.0}, {"teacher": 0.5, "feature": 2.0}]
+)
 def test_distillation_loss_is_the_weighted_sum(weights):
     big, student = teacher(2), build("asym_vdsr", depth=5, channels=16, rank=4)
     loss = DistillLoss(**weights)
@@ -103,8 +108,14 @@ def test_distillation_loss_is_the_weighted_sum(weights):
     got = objective(student, inputs, labels)
     mse = torch.nn.functional.mse_loss
     features = []
-    hooks = [m.register_forward_hook(lambda _m, _i, o: features.append(o)) for m in student.body if isinstance(m, torch.nn.ReLU)]
-    hooks += [m.register_forward_hook(lambda _m, _i, o: features.append(o)) for m in big.body if isinstance(m, torch.nn.ReLU)]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o: features.append(o))
+        for m in student.body
+        if isinstance(m, torch.nn.ReLU)
+    ]
+    hooks += [
+        m.register_forward_hook(lambda _m, _i, o: features.append(o)) for m in big.body if isinstance(m, torch.nn.ReLU)
+    ]
     with torch.no_grad():
         output, target = student(inputs), big(inputs)
     for hook in hooks:
@@ -130,4 +141,5 @@ def test_finetune_config_splits_the_steps_into_epochs():
     assert config.arch == "asym_vdsr" and config.arch_overrides == {"channels": 64, "depth": 20, "rank": 64}
     short = CompressConfig(steps=30).finetune_config()
     assert (short.epochs, short.steps_per_epoch) == (1, 30)
+    assert CompressConfig(steps=0).finetune_config().epochs == 0
     assert CompressConfig(steps=250, finetune={"steps_per_epoch": 100}).finetune_config().epochs == 3
