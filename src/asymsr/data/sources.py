@@ -387,25 +387,29 @@ def fetch_file(source: str, folder: str | os.PathLike[str], max_bytes: int = DEF
     """One file (a model's weights, say) -> (local path, its sha256).
 
     ``source`` is a local path or an ``https://`` URL, optionally pinned as ``#sha256=<hex>``;
-    a URL must be pinned. A download goes into ``folder``. A file whose content does not match
-    its pin is refused (and a downloaded one removed).
+    a URL must be pinned. A download goes to a temporary file and lands in ``folder`` (created
+    then) only once it matches its pin; nothing is left behind otherwise, and a file already in
+    ``folder`` is only ever replaced by the same bytes.
 
     Raises:
         FetchError: no such file, an unpinned URL, a failed download, or a hash mismatch.
     """
     location, options = split_options(source)
-    if location.startswith(("https://", "http://")):
-        url, pinned = _pinned_archive(source)
+    if not location.startswith(("https://", "http://")):
+        path, pinned = Path(location), options.get("sha256", "").lower()
+        if not path.is_file():
+            raise FetchError(f"file not found: {path}")
+        digest = sha256_file(path)
+        if pinned and digest != pinned:
+            raise FetchError(f"{location}: sha256 is {digest}, but the source pins {pinned}")
+        return path, digest
+    url, pinned = _pinned_archive(source)
+    with tempfile.TemporaryDirectory(prefix="asymsr-download-") as staging:
+        partial = Path(staging) / "download"
+        digest = _download(url, partial, max_bytes)
+        if digest != pinned:
+            raise FetchError(f"{url}: sha256 is {digest}, but the source pins {pinned}")
         target = Path(folder) / Path(urlsplit(url).path).name
         target.parent.mkdir(parents=True, exist_ok=True)
-        digest = _download(url, target, max_bytes)
-    else:
-        target, pinned = Path(location), options.get("sha256", "").lower()
-        if not target.is_file():
-            raise FetchError(f"file not found: {target}")
-        digest = sha256_file(target)
-    if pinned and digest != pinned:
-        if target != Path(location):
-            target.unlink()  # our own download: never leave a file that failed its pin
-        raise FetchError(f"{location}: sha256 is {digest}, but the source pins {pinned}")
+        shutil.move(partial, target)
     return target, digest

@@ -103,6 +103,8 @@ class ArchOutputs:
         }
         if self.tuning is not None:
             files["tuning"] = self.tuning
+        if self.compression is not None:
+            files["compression"] = self.compression
         return files
 
 
@@ -120,7 +122,7 @@ def inputs_fingerprint(outputs: Sequence[ArchOutputs], settings: RegisterConfig,
     digest = hashlib.sha256(json.dumps(settings.model_dump(), sort_keys=True).encode() + eval_fingerprint.encode())
     for output in sorted(outputs, key=lambda o: o.name):
         files = output.files()
-        for role in ("model", "metrics", "tuning"):
+        for role in ("model", "metrics", "tuning", "compression"):
             if role in files:
                 digest.update(f"{output.name}/{role}:{sha256_file(files[role])}\n".encode())
     return digest.hexdigest()
@@ -417,9 +419,10 @@ class _PipelineRun:
             _champion_figures(self.client, self.settings, self.evaluation),
             self.settings.max_psnr_drop,
         )
-        self.client.set_model_version_tag(self.settings.candidate, str(candidate.version), CHOSEN_TAG, "true")
-        _apply(self.client, self.settings, candidate, decision)
         self._reject_runner_ups(inputs.outputs, versions, summaries, chosen)
+        _apply(self.client, self.settings, candidate, decision)
+        # last: a call that finds this tag (and the decision) takes the whole decision as done
+        self.client.set_model_version_tag(self.settings.candidate, str(candidate.version), CHOSEN_TAG, "true")
         record = RegistryRecord(
             fingerprint=self.fingerprint,
             parent_run_id=parent_id,

@@ -221,8 +221,21 @@ class CompressConfig(Config):
         default_factory=TrainOverrides, description="TrainConfig fields of the fine-tuning (lr, batch_size, ...)"
     )
 
+    @model_validator(mode="after")
+    def _objective_is_the_loss_block(self) -> CompressConfig:
+        fixed = sorted({"loss", "loss_reduction", "arch_overrides", "epochs", "init"} & set(given(self.finetune)))
+        if fixed:
+            raise ValueError(
+                f"finetune: {fixed} are set by compress (the objective is compress.loss; epochs come from steps)"
+            )
+        return self
+
     def finetune_config(self, channels: int = 64, depth: int = 20, **extra: Any) -> TrainConfig:
-        """The fine-tuning's :class:`TrainConfig`: ``steps`` split into epochs of ``steps_per_epoch``."""
+        """The fine-tuning's :class:`TrainConfig`: ``steps`` split into epochs of ``steps_per_epoch``.
+
+        Steps that do not fill a whole epoch round up to one (``steps`` 250 in epochs of 100 runs
+        300); a ``steps`` below ``steps_per_epoch`` is one epoch of exactly ``steps``.
+        """
         values = {**DISTILL_DEFAULTS, **given(self.finetune), **extra}
         per_epoch = values.get("steps_per_epoch") or DISTILL_DEFAULTS["steps_per_epoch"]
         per_epoch = min(per_epoch, max(1, self.steps))
@@ -258,17 +271,28 @@ class RegisterConfig(Config):
 
     experiment: str = Field("asymsr", min_length=1, description="MLflow experiment of the pipeline runs")
     candidate: ArchName = Field("asym_vdsr", description="architecture that competes for the champion alias")
-    candidate_runs: list[str] = Field(
-        default_factory=lambda: ["asym_vdsr"],
+    candidate_runs: list[str] | None = Field(
+        None,
         min_length=1,
         description="model folders of the candidate architecture (trained, compressed) that compete; the best "
-        "on the same evaluation data goes to the gate",
+        "on the same evaluation data goes to the gate (default: [candidate])",
     )
     reference: ArchName = Field("vdsr", description="architecture it is compared with in the same run")
     max_psnr_drop: float = Field(
         0.2, ge=0, description="dB of mean test PSNR the candidate may lose against the reference"
     )
     use_stages: bool = Field(False, description="also move versions to the deprecated Production/Archived stages")
+
+    @model_validator(mode="after")
+    def _distinct_runs(self) -> RegisterConfig:
+        runs = self.runs()
+        if len(set(runs)) != len(runs) or self.reference in runs:
+            raise ValueError(f"candidate_runs: each run once, and not the reference {self.reference!r}; got {runs}")
+        return self
+
+    def runs(self) -> list[str]:
+        """The candidate's runs (folders under models/), in order."""
+        return list(self.candidate_runs or [self.candidate])
 
 
 class SearchDimension(Config):

@@ -76,6 +76,23 @@ def config_of(args: Args) -> CompressConfig:
     return config
 
 
+def check_inputs(args: Args, config: CompressConfig, channels: int) -> None:
+    """The flags that the work would otherwise trip over halfway, each named."""
+    from asymsr.data.patches import read_manifest
+    from asymsr.training.compression import RECORD
+
+    if config.rank > channels:
+        raise ValueError(f"--rank: {config.rank} exceeds the teacher's {channels} channels")
+    if args.val is not None and not args.val.is_dir():
+        raise FileNotFoundError(f"--val: no such folder: {args.val}")
+    if read_manifest(args.patches)["count"] < 2:
+        raise ValueError(f"--patches: {args.patches} holds fewer than 2 patches")
+    if args.resume:
+        missing = [name for name in ("checkpoint.pt", RECORD) if not (args.out / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"--resume: {args.out} has no {' and no '.join(missing)} to resume from")
+
+
 def run(args: Args) -> Result:
     from asymsr.mlops.loading import load_teacher
     from asymsr.mlops.tracking import live_training_log, parent_run_id
@@ -83,13 +100,13 @@ def run(args: Args) -> Result:
 
     config = config_of(args)
     teacher, digest = load_teacher(config.teacher, args.out.parent / ".downloads")  # type: ignore[arg-type]
+    check_inputs(args, config, teacher.channels)  # before anything is written or logged
     job = Job(teacher, config.teacher, digest, config, args.patches, args.out, args.val, progress=not args.quiet)  # type: ignore[arg-type]
     parent = parent_run_id(args.parent_run_id)
-    tags = {"origin": "compressed", "teacher": config.teacher, "rank": config.rank}
+    origin = {"origin": "compressed", "teacher": config.teacher, "rank": config.rank}
+    # the child run is named after the run folder, as `asymsr register` names it
     logging = (
-        live_training_log(parent, "asym_vdsr_compressed", {**job.finetune.to_dict(), **tags})
-        if parent
-        else nullcontext(None)
+        live_training_log(parent, args.out.name, {**job.finetune.to_dict(), **origin}) if parent else nullcontext(None)
     )
     with logging as on_epoch_end:
         job.on_epoch_end = on_epoch_end

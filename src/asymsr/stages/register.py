@@ -55,7 +55,7 @@ def run(args: Args) -> Result:
     params = load_params(args.params)
     settings = params.registry
     outputs = []
-    runs = {settings.reference: settings.reference, **{name: settings.candidate for name in settings.candidate_runs}}
+    runs = {settings.reference: settings.reference, **dict.fromkeys(settings.runs(), settings.candidate)}
     for name, arch in runs.items():
         study = args.tune_root / name / "study.json"
         tuning = study if study.is_file() else None

@@ -127,6 +127,8 @@ def run(args: Args) -> Result:
     from asymsr.training import distributed
 
     config = config_of(args)  # validated before any process starts
+    if config.epochs == 0 and config.init is None:
+        raise ValueError("--epochs 0 needs --init: without initial weights there would be nothing to write")
     count = processes(args)
     if count > 1:
         status = subprocess.run(distributed.torchrun_command(to_argv(args), count), check=False).returncode
@@ -144,6 +146,7 @@ def _train_here(args: Args, config: TrainConfig) -> Result:
     from asymsr.training.loop import train
 
     main_process = is_main_process()  # under torchrun, only rank 0 logs to MLflow and prints
+    start = initial_weights(config, args.out)  # a bad --init fails before a run is opened
     parent = parent_run_id(args.parent_run_id) if main_process else None
     logging = live_training_log(parent, config.arch, config.to_dict()) if parent else nullcontext(None)
     with logging as on_epoch_end:
@@ -155,7 +158,7 @@ def _train_here(args: Args, config: TrainConfig) -> Result:
             resume=args.resume,
             progress=not args.quiet,
             on_epoch_end=on_epoch_end,
-            start=initial_weights(config, args.out),
+            start=start,
         )
     return Result.of(config.arch, history[-1] if history else None, args.out, main_process)
 

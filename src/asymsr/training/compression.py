@@ -11,7 +11,8 @@
 
 Outputs in the run folder: ``model.pt`` (an ordinary Asym_VDSR checkpoint, for ``evaluate``
 and ``upscale``), ``compression.json`` (:class:`asymsr.schema.records.CompressionRecord`),
-and, when fine-tuning, ``checkpoint.pt`` and ``history.json`` as ``train`` writes them.
+and ``checkpoint.pt`` and ``history.json`` as ``train`` writes them (at epoch 0 and empty
+when ``steps`` is 0).
 """
 
 from __future__ import annotations
@@ -66,20 +67,39 @@ def compress(job: Job, resume: bool = False) -> CompressionRecord:
 
     ``resume`` continues the fine-tuning from ``out/checkpoint.pt`` (steps 1 and 2 are not
     repeated: their record is read back).
+
+    Raises:
+        FileNotFoundError: ``resume`` without ``checkpoint.pt`` and ``compression.json`` in ``out``.
+        ValueError: ``resume`` with another teacher or rank than the record's; fewer than 2 patches.
     """
-    read_manifest(job.patches)  # a missing or foreign patch folder fails before anything is written
-    job.out.mkdir(parents=True, exist_ok=True)
-    if resume and (job.out / "checkpoint.pt").is_file() and (job.out / RECORD).is_file():
-        record = CompressionRecord.read(job.out / RECORD)
+    if read_manifest(job.patches)["count"] < 2:  # a missing or foreign patch folder fails before anything is written
+        raise ValueError(f"{job.patches}: fewer than 2 patches")
+    if resume:
+        record = _resumable(job)
         job.history = [step for step in record.history if step.name != "distilled"]
         job.layers = record.layers
         final = _distil(job, None, resume=True)
     else:
+        job.out.mkdir(parents=True, exist_ok=True)
         student = _initial_student(job)
         _record(job, student, finished=False).write(job.out / RECORD)  # what steps 1-2 gave, if step 3 dies
         final = _distil(job, student, resume=False)
     record = _record(job, final, finished=True)
     record.write(job.out / RECORD)
+    return record
+
+
+def _resumable(job: Job) -> CompressionRecord:
+    """The record of the run to resume, checked against ``job``."""
+    for name in ("checkpoint.pt", RECORD):
+        if not (job.out / name).is_file():
+            raise FileNotFoundError(f"{job.out}: no {name} to resume from")
+    record = CompressionRecord.read(job.out / RECORD)
+    if (record.teacher_sha256, record.rank) != (job.sha256, job.config.rank):
+        raise ValueError(
+            f"{job.out / RECORD}: was made from teacher {record.teacher_sha256[:12]} at rank {record.rank}; "
+            f"given teacher {job.sha256[:12]} at rank {job.config.rank}"
+        )
     return record
 
 
@@ -164,20 +184,27 @@ def _distil(job: Job, student: VDSR | None, resume: bool) -> VDSR:
     """
     teacher = job.teacher
 
-    def objective(criterion: nn.Module, model: VDSR) -> Distillation:
-        return Distillation(criterion, teacher.to(next(model.parameters()).device), model, job.config.loss)
+    made: list[Distillation] = []
 
-    history = train(
-        job.finetune,
-        job.patches,
-        job.out,
-        val=job.val,
-        resume=resume,
-        progress=job.progress,
-        on_epoch_end=job.on_epoch_end,
-        start=student.state_dict() if student is not None else None,
-        objective=objective,
-    )
+    def objective(criterion: nn.Module, model: VDSR) -> Distillation:
+        made.append(Distillation(criterion, teacher.to(next(model.parameters()).device), model, job.config.loss))
+        return made[-1]
+
+    try:
+        history = train(
+            job.finetune,
+            job.patches,
+            job.out,
+            val=job.val,
+            resume=resume,
+            progress=job.progress,
+            on_epoch_end=job.on_epoch_end,
+            start=student.state_dict() if student is not None else None,
+            objective=objective,
+        )
+    finally:
+        for distillation in made:
+            distillation.close()
     final = model_from_checkpoint(load_checkpoint(job.out / "model.pt"))
     if not history:
         return final

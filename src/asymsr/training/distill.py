@@ -60,14 +60,16 @@ class Distillation(Objective):
         for recorder in recorders:
             recorder.active = True
         try:
-            with torch.no_grad():
-                target = self.teacher(inputs)
+            with torch.no_grad():  # the teacher runs only when a loss term needs it
+                target = self.teacher(inputs) if self.weights.teacher > 0 or self.weights.feature > 0 else None
             output = network(inputs).float()
         finally:
             for recorder in recorders:
                 recorder.active = False
         mse = nn.functional.mse_loss
-        loss = self.weights.teacher * mse(output, target)
+        loss = output.new_zeros(())
+        if target is not None and self.weights.teacher > 0:
+            loss = loss + self.weights.teacher * mse(output, target)
         if self.weights.label > 0:
             loss = loss + self.weights.label * mse(output, labels)
         if self.student_blocks is not None and self.teacher_blocks is not None:
@@ -77,3 +79,10 @@ class Distillation(Objective):
 
     def key(self) -> dict[str, Any]:
         return {"kind": "distillation", **self.weights.model_dump(mode="json")}
+
+    def close(self) -> None:
+        """Remove the hooks from the student and the teacher."""
+        for recorder in (self.student_blocks, self.teacher_blocks):
+            if recorder is not None:
+                for handle in recorder.handles:
+                    handle.remove()

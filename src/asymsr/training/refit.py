@@ -42,7 +42,7 @@ def _solve(z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         wanted = target[start : start + CHUNK].permute(0, 2, 3, 1).reshape(-1, target.shape[1]).double()
         gram += features.T @ features
         cross += features.T @ wanted
-    ridge = RIDGE * torch.trace(gram) / size
+    ridge = max(RIDGE * float(torch.trace(gram)) / size, 1e-12)  # the floor: a layer whose inputs are all zero
     solution = torch.linalg.solve(gram + ridge * torch.eye(size, dtype=torch.float64), cross)  # (3 r, C_out)
     return solution.T.reshape(target.shape[1], z.shape[1], 1, 3).float()
 

@@ -17,7 +17,8 @@ def _pair_kernel(w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
         torch.nn.Conv2d(w1.shape[0], w2.shape[0], (1, 3), padding=(0, 1), bias=False),
     ).double()
     pair[0].weight.data, pair[1].weight.data = w1.double(), w2.double()
-    # response at the centre of a 5x5 input to a delta at (i, 2 + dy, 2 + dx): the kernel flipped
+    # the output at the centre (2, 2) of a 5x5 input with a delta at (1 + dy, 1 + dx) is W[:, i, dy, dx]
+    # (PyTorch convolutions are cross-correlations, so nothing is flipped)
     kernel = torch.zeros(w2.shape[0], channels, 3, 3, dtype=torch.float64)
     for i in range(channels):
         for dy in range(3):

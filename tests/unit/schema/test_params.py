@@ -62,7 +62,7 @@ def test_params_yaml_is_the_quick_profile_and_profiles_switch(tmp_path):
     paper = load_params(target)
     assert paper.data.test == ["Set5", "Set14", "B100", "Urban100"]
     assert paper.train.config("vdsr").epochs * paper.train.config("vdsr").steps_per_epoch * 64 == 640_000
-    with pytest.raises(ParamsError, match=r"unknown profile 'huge'; known: \['paper', 'quick'\]"):
+    with pytest.raises(ParamsError, match=r"unknown profile 'huge'; known: \['paper', 'quick', 'transfer'\]"):
         activate_profile("huge", profiles=REPO / "profiles", target=target)
 
 
@@ -75,3 +75,17 @@ def test_resolved_profile_is_validated_before_anything_is_written(tmp_path):
     assert not out.exists()
     params = resolve_profile("quick", {"tune": {"trials": 5}}, out, profiles=REPO / "profiles")
     assert params.tune.trials == 5 and load_params(out).tune.trials == 5
+
+
+def test_transfer_profile_pins_the_published_teacher_and_compresses_it():
+    transfer = load_params(REPO / "profiles" / "transfer.yaml")
+    vdsr = transfer.train.config("vdsr")
+    assert vdsr.epochs == 0 and vdsr.init is not None
+    path, _, pin = vdsr.init.partition("#sha256=")
+    assert path == "../shared/reference/vdsr_reference_x234.npz"
+    assert pin == "610afbe725f0432d983297114fff114381569f0f886ff559db52f3d10f50d59c"  # ../shared/reference/README.md
+    assert transfer.data.test == ["Set5", "Set14", "B100", "Urban100"]
+    finetune = transfer.compress.finetune_config()
+    assert transfer.compress.rank == 64
+    assert finetune.epochs * finetune.steps_per_epoch == transfer.compress.steps == 2000
+    assert transfer.registry.runs() == ["asym_vdsr", "asym_vdsr_compressed"]

@@ -108,6 +108,25 @@ def test_bad_teachers_get_one_line_and_nothing_is_written(make, message, patch_f
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no run folder, no download folder
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ("--rank 65", "--rank: 65 exceeds the teacher's 64 channels"),
+        ("--val {tmp}/nowhere", "--val: no such folder"),
+        ("--resume", "--resume: .* has no checkpoint.pt and no compression.json to resume from"),
+    ],
+)
+def test_bad_flags_are_named_before_anything_is_written(flags, message, patch_folder, tmp_path, capsys):
+    teacher = vdsr_npz(tmp_path / "teacher.npz")
+    out = tmp_path / "run"
+    command = f"compress --teacher {teacher} --patches {patch_folder} --out {out} {flags.format(tmp=tmp_path)}"
+    assert cli(command) == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()
+
+
 def test_no_teacher_is_an_error_naming_the_flag(patch_folder, tmp_path, capsys):
     assert cli(f"compress --patches {patch_folder} --out {tmp_path / 'run'}") == 2
     assert "--teacher: no teacher given" in capsys.readouterr().err
@@ -122,6 +141,12 @@ def test_train_with_init_and_no_epochs_writes_the_given_weights(patch_folder, tm
         assert np.array_equal(saved["body.0.weight"].numpy(), arrays["conv00"])
         assert np.array_equal(saved["body.38.weight"].numpy(), arrays["conv19"])
     assert TrainingHistory.read(out / "history.json").epochs == []
+
+
+def test_train_with_no_epochs_needs_init(patch_folder, tmp_path, capsys):
+    assert cli(f"train --arch vdsr --patches {patch_folder} --out {tmp_path / 'r'} --epochs 0") == 2
+    assert "--epochs 0 needs --init" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_train_init_of_another_architecture_is_refused(patch_folder, tmp_path, capsys):

@@ -54,7 +54,7 @@ def test_without_refit_the_closed_form_is_the_model(patch_folder, tmp_path):
 
 
 def test_refit_solves_each_layer_on_the_data():
-    """On its own sample, the refit brings every layer's pre-activation output closer to the teacher's."""
+    """On its own sample, the refit brings the output closer to the teacher's, moving only the 1x3 factors."""
     from asymsr.nn.factorize import closed_form, convs
 
     big = teacher(1)
@@ -91,10 +91,35 @@ def test_resume_after_a_kill_gives_bit_identical_weights(patch_folder, tmp_path)
     assert len(TrainingHistory.read(tmp_path / "resumed" / "history.json").epochs) == 2
 
 
-def test_resume_refuses_another_objective(patch_folder, tmp_path):
+def test_resume_refuses_another_objective_teacher_or_rank_and_a_missing_run(patch_folder, tmp_path):
     compress(job(patch_folder, tmp_path / "c"))
     with pytest.raises(ValueError, match="another objective"):
         compress(job(patch_folder, tmp_path / "c", loss={"teacher": 1.0, "label": 0.5}), resume=True)
+    with pytest.raises(ValueError, match="at rank 4; given teacher 000000000000 at rank 2"):
+        compress(job(patch_folder, tmp_path / "c", rank=2), resume=True)
+    other = job(patch_folder, tmp_path / "c")
+    other.sha256 = "f" * 64
+    with pytest.raises(ValueError, match="given teacher ffffffffffff"):
+        compress(other, resume=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint.pt to resume from"):
+        compress(job(patch_folder, tmp_path / "never"), resume=True)
+    assert not (tmp_path / "never").exists()
+
+
+def test_finetune_may_not_set_what_compress_owns():
+    with pytest.raises(ValueError, match="\\['loss', 'loss_reduction'\\] are set by compress"):
+        CompressConfig(finetune={"loss": "l1", "loss_reduction": "sum"})
+
+
+def test_a_dead_layer_does_not_break_the_refit():
+    """All-zero activations make the normal equations zero; the ridge floor keeps the solve defined."""
+    from asymsr.nn.factorize import closed_form, convs
+
+    big = teacher(5)
+    with torch.no_grad():
+        convs(big)[0].weight.fill_(-1.0)  # ReLU of a negative first layer on inputs >= 0: all zero
+    refitted = refit(closed_form(big, 4)[0], big, torch.rand(3, 1, 11, 11))
+    assert all(torch.isfinite(conv.weight).all() for conv in convs(refitted))
 
 
 @pytest.mark.parametrize(
@@ -128,6 +153,16 @@ def test_distillation_loss_is_the_weighted_sum(weights):
     with torch.no_grad():  # a pass outside a step (validation) is not recorded
         student(inputs)
     assert objective.student_blocks is None or objective.student_blocks.outputs == []
+
+
+def test_candidate_runs_are_distinct_and_exclude_the_reference():
+    from asymsr.schema.params import RegisterConfig
+
+    assert RegisterConfig().runs() == ["asym_vdsr"]
+    assert RegisterConfig(candidate_runs=["asym_vdsr", "asym_vdsr_compressed"]).runs()[1] == "asym_vdsr_compressed"
+    for runs in (["asym_vdsr", "asym_vdsr"], ["vdsr", "asym_vdsr"]):
+        with pytest.raises(ValueError, match="each run once, and not the reference 'vdsr'"):
+            RegisterConfig(candidate_runs=runs)
 
 
 def test_a_distillation_loss_needs_some_weight():
