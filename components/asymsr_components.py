@@ -195,6 +195,7 @@ def compress(
         val=Path(data.path) / settings.data.val,
         out=model.path,
         parent_run_id=use_run_context(run.path),
+        run_name="asym_vdsr_compressed",  # the artifact's folder has a generated name
         quiet=True,
     )
     result = stage.run(args)

@@ -59,6 +59,7 @@ def test_spec_requests_gpus_from_parameters_and_credentials_from_secrets() -> No
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 20 tasks, each a fresh Python process
 def test_whole_pipeline_runs_locally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import optuna
     from kfp import local

@@ -142,7 +142,7 @@ def test_shared_sets_fetch_and_verify(tmp_path):
 
 def test_a_pinned_remote_file_is_downloaded_and_a_mismatch_leaves_nothing(http_folder, tmp_path):
     """`fetch_file`, what a remote compression teacher goes through: the pin is checked, a bad download removed."""
-    from asymsr.data.sources import FetchError, fetch_file
+    from asymsr.data.download import FetchError, fetch_file
 
     served, base = http_folder
     data = b"weights" * 1000

@@ -34,7 +34,6 @@ import os
 import shutil
 import tarfile
 import tempfile
-import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,17 +44,14 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from asymsr.data import builtin as builtin_data
+from asymsr.data.download import DEFAULT_MAX_BYTES, FetchError
+from asymsr.data.download import download as _download
 from asymsr.util.fs import atomic_directory, sha256_file
 from asymsr.util.images import IMAGE_SUFFIXES, list_images
 
 MANIFEST = "MANIFEST.sha256"
 SOURCE_RECORD = "SOURCE.json"
 BUILTIN_PREFIX = "builtin:skimage/"
-DEFAULT_MAX_BYTES = 4 * 2**30
-
-
-class FetchError(ValueError):
-    """A source is unsupported, unreachable, too large, or its content fails a check."""
 
 
 def read_manifest_file(path: Path) -> dict[str, str]:
@@ -205,22 +201,6 @@ def _pinned_archive(source: str) -> tuple[str, str]:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise FetchError(f"{url}: a remote source must pin its content as {url}#sha256=<64 hex digits>")
     return url, digest
-
-
-def _download(url: str, target: Path, max_bytes: int) -> str:
-    digest = hashlib.sha256()
-    written = 0
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, target.open("wb") as handle:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                written += len(block)
-                if written > max_bytes:
-                    raise FetchError(f"{url}: larger than the cap of {max_bytes:,} bytes")
-                digest.update(block)
-                handle.write(block)
-    except OSError as error:
-        raise FetchError(f"{url}: download failed ({error})") from error
-    return digest.hexdigest()
 
 
 def _safe_member_path(root: Path, name: str, archive: str) -> Path:
@@ -381,35 +361,3 @@ def fetch(source: str | list[str], out: str | os.PathLike[str], max_bytes: int =
             (staging / MANIFEST).write_text("".join(lines))
             (staging / SOURCE_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return sorted(path for path in out.iterdir() if path.is_file() and _is_image(path.name))
-
-
-def fetch_file(source: str, folder: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Path, str]:
-    """One file (a model's weights, say) -> (local path, its sha256).
-
-    ``source`` is a local path or an ``https://`` URL, optionally pinned as ``#sha256=<hex>``;
-    a URL must be pinned. A download goes to a temporary file and lands in ``folder`` (created
-    then) only once it matches its pin; nothing is left behind otherwise, and a file already in
-    ``folder`` is only ever replaced by the same bytes.
-
-    Raises:
-        FetchError: no such file, an unpinned URL, a failed download, or a hash mismatch.
-    """
-    location, options = split_options(source)
-    if not location.startswith(("https://", "http://")):
-        path, pinned = Path(location), options.get("sha256", "").lower()
-        if not path.is_file():
-            raise FetchError(f"file not found: {path}")
-        digest = sha256_file(path)
-        if pinned and digest != pinned:
-            raise FetchError(f"{location}: sha256 is {digest}, but the source pins {pinned}")
-        return path, digest
-    url, pinned = _pinned_archive(source)
-    with tempfile.TemporaryDirectory(prefix="asymsr-download-") as staging:
-        partial = Path(staging) / "download"
-        digest = _download(url, partial, max_bytes)
-        if digest != pinned:
-            raise FetchError(f"{url}: sha256 is {digest}, but the source pins {pinned}")
-        target = Path(folder) / Path(urlsplit(url).path).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(partial, target)
-    return target, digest

@@ -65,7 +65,7 @@ def load_teacher(spec: str, downloads: str | os.PathLike[str]) -> tuple[VDSR, st
 
 
 def _load(spec: str, downloads: str | os.PathLike[str]) -> tuple[VDSR, str]:
-    from asymsr.data.sources import fetch_file
+    from asymsr.data.download import fetch_file
     from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint
     from asymsr.nn.reference_weights import load_npz_weights
 

@@ -38,6 +38,7 @@ class Args(StageArgs):
         None,
         "log each epoch live to MLflow, in this parent run's child (default: $ASYMSR_PARENT_RUN_ID; none = no logging)",
     )
+    run_name: str | None = arg(None, "the MLflow child run's name (default: OUT's folder name, as `register` names it)")
     quiet: bool = arg(False, "no progress bars")
     params: Path | None = params_arg()
 
@@ -104,10 +105,8 @@ def run(args: Args) -> Result:
     job = Job(teacher, config.teacher, digest, config, args.patches, args.out, args.val, progress=not args.quiet)  # type: ignore[arg-type]
     parent = parent_run_id(args.parent_run_id)
     origin = {"origin": "compressed", "teacher": config.teacher, "rank": config.rank}
-    # the child run is named after the run folder, as `asymsr register` names it
-    logging = (
-        live_training_log(parent, args.out.name, {**job.finetune.to_dict(), **origin}) if parent else nullcontext(None)
-    )
+    name = args.run_name or args.out.name  # `asymsr register` names the run after its folder
+    logging = live_training_log(parent, name, {**job.finetune.to_dict(), **origin}) if parent else nullcontext(None)
     with logging as on_epoch_end:
         job.on_epoch_end = on_epoch_end
         record = compress(job, resume=args.resume)
