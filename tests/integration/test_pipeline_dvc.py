@@ -94,7 +94,7 @@ def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.Complet
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # the whole pipeline, compression included, twice, plus an experiment: about 8 min on 2 cores
+@pytest.mark.timeout(1200)  # the pipeline with compression, twice, and an experiment: about 8 min on 2 cores
 def test_dvc_repro_end_to_end_then_no_op(project):
     run(["dvc", "repro"], project)
     compression = json.loads((project / "models" / "asym_vdsr_compressed" / "compression.json").read_text())
