@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from asymsr.data.patches import read_manifest
-from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint
+from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint, model_payload, save_checkpoint
 from asymsr.nn.devices import resolve_device
 from asymsr.nn.factorize import closed_form
 from asymsr.nn.models import VDSR
@@ -39,6 +39,7 @@ from asymsr.training.loop import EpochCallback, load_validation_pairs, train, va
 from asymsr.training.refit import refit
 
 RECORD = "compression.json"
+START = "start.pt"  # the student before fine-tuning: what model.pt holds if the fine-tuning did not help
 
 
 @dataclass
@@ -91,7 +92,7 @@ def compress(job: Job, resume: bool = False) -> CompressionRecord:
 
 def _resumable(job: Job) -> CompressionRecord:
     """The record of the run to resume, checked against ``job``."""
-    for name in ("checkpoint.pt", RECORD):
+    for name in ("checkpoint.pt", RECORD, START):
         if not (job.out / name).is_file():
             raise FileNotFoundError(f"{job.out}: no {name} to resume from")
     record = CompressionRecord.read(job.out / RECORD)
@@ -177,12 +178,17 @@ def _scored(
 
 
 def _distil(job: Job, student: VDSR | None, resume: bool) -> VDSR:
-    """Step 3: fine-tune with the training loop; returns the final weights.
+    """Step 3: fine-tune with the training loop; returns the weights that ``model.pt`` holds.
 
     With ``steps`` 0 the loop runs no epochs and writes the initial weights as ``train`` would
     (``model.pt``, ``checkpoint.pt``, an empty ``history.json``), so the outputs have one shape.
+    Like the refit, the fine-tuned weights are kept only if they bring the output closer to the
+    teacher's on the held-out patches; otherwise ``model.pt`` is the starting point (saved as
+    ``start.pt``), and ``checkpoint.pt`` still holds the fine-tuned state.
     """
     teacher = job.teacher
+    if student is not None:
+        save_checkpoint(job.out / START, model_payload("asym_vdsr", student))
 
     made: list[Distillation] = []
 
@@ -209,17 +215,22 @@ def _distil(job: Job, student: VDSR | None, resume: bool) -> VDSR:
     if not history:
         return final
     device = resolve_device(job.finetune.device)
-    last = history[-1]
-    job.history.append(
-        CompressionStep(
-            name="distilled",
-            val_psnr=last.val_psnr,
-            val_psnr_per_scale=last.val_psnr_per_scale or {},
-            teacher_mse=_Judge.of(job, device).mse(final, device),
-            seconds=sum(epoch.seconds for epoch in history),  # training time, resumed epochs included
-        )
+    judge, last = _Judge.of(job, device), history[-1]
+    start = model_from_checkpoint(load_checkpoint(job.out / START))
+    step = CompressionStep(
+        name="distilled",
+        val_psnr=last.val_psnr,
+        val_psnr_per_scale=last.val_psnr_per_scale or {},
+        teacher_mse=judge.mse(final, device),
+        seconds=sum(epoch.seconds for epoch in history),  # training time, resumed epochs included
     )
-    return final
+    step.kept = step.teacher_mse < judge.mse(start, device)  # type: ignore[operator]
+    job.history.append(step)
+    _say(job, step)
+    if step.kept:
+        return final
+    save_checkpoint(job.out / "model.pt", model_payload("asym_vdsr", start))
+    return start
 
 
 def _record(job: Job, student: VDSR, finished: bool) -> CompressionRecord:

@@ -69,6 +69,19 @@ def test_refit_solves_each_layer_on_the_data():
         assert not torch.equal(convs(refitted)[2].weight, convs(student)[2].weight)
 
 
+def test_fine_tuning_that_moves_away_from_the_teacher_is_not_kept(patch_folder, tmp_path):
+    """Like the refit, the distillation must earn its place: a wild lr makes it worse, so model.pt is the start."""
+    finetune = {"device": "cpu", "batch_size": 4, "steps_per_epoch": 2, "lr": 0.5, "clip_mode": "none"}
+    record = compress(job(patch_folder, tmp_path / "c", finetune=finetune))
+    distilled = record.history[-1]
+    assert distilled.name == "distilled" and not distilled.kept
+    model = load_checkpoint(tmp_path / "c" / "model.pt")["model"]
+    start = load_checkpoint(tmp_path / "c" / "start.pt")["model"]
+    assert all(torch.equal(model[key], start[key]) for key in start)
+    trained = load_checkpoint(tmp_path / "c" / "checkpoint.pt")["model"]  # the fine-tuned state stays resumable
+    assert not all(torch.equal(trained[key], start[key]) for key in start)
+
+
 def test_resume_after_a_kill_gives_bit_identical_weights(patch_folder, tmp_path):
     straight = compress(job(patch_folder, tmp_path / "straight"))
 
