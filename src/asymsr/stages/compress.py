@@ -79,19 +79,18 @@ def config_of(args: Args) -> CompressConfig:
 
 def check_inputs(args: Args, config: CompressConfig, channels: int) -> None:
     """The flags that the work would otherwise trip over halfway, each named."""
-    from asymsr.data.patches import read_manifest
-    from asymsr.training.compression import RECORD
+    from asymsr.training.compression import check_before_start
 
     if config.rank > channels:
         raise ValueError(f"--rank: {config.rank} exceeds the teacher's {channels} channels")
     if args.val is not None and not args.val.is_dir():
         raise FileNotFoundError(f"--val: no such folder: {args.val}")
-    if read_manifest(args.patches)["count"] < 2:
-        raise ValueError(f"--patches: {args.patches} holds fewer than 2 patches")
-    if args.resume:
-        missing = [name for name in ("checkpoint.pt", RECORD) if not (args.out / name).is_file()]
-        if missing:
-            raise FileNotFoundError(f"--resume: {args.out} has no {' and no '.join(missing)} to resume from")
+    try:
+        check_before_start(args.patches, args.out, args.resume)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"--resume: {error}") from None
+    except ValueError as error:
+        raise ValueError(f"--patches: {error}") from None
 
 
 def run(args: Args) -> Result:

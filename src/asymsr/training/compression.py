@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +59,29 @@ class Job:
     history: list[CompressionStep] = field(default_factory=list)
     layers: list[LayerFitRecord] = field(default_factory=list)
 
-    @property
+    @cached_property
     def finetune(self) -> TrainConfig:
         return self.config.finetune_config(channels=self.teacher.channels, depth=self.teacher.depth)
+
+    @cached_property
+    def judge(self) -> _Judge:
+        """The teacher's outputs on the held-out patches, computed once for every step's comparison."""
+        return _Judge.of(self, resolve_device(self.finetune.device))
+
+
+def check_before_start(patches: Path, out: Path, resume: bool) -> None:
+    """Refuse what would stop a compression halfway; called before anything is written (by
+    :func:`compress`, and by the stage before it opens its MLflow run).
+
+    Raises:
+        ValueError: ``patches`` is not a patch folder, or holds fewer than 2 patches.
+        FileNotFoundError: ``resume``, and ``out`` lacks a file that resuming reads.
+    """
+    if read_manifest(patches)["count"] < 2:
+        raise ValueError(f"{patches} holds fewer than 2 patches")
+    missing = [name for name in ("checkpoint.pt", RECORD, START) if resume and not (out / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{out} has no {' and no '.join(missing)} to resume from")
 
 
 def compress(job: Job, resume: bool = False) -> CompressionRecord:
@@ -73,8 +94,7 @@ def compress(job: Job, resume: bool = False) -> CompressionRecord:
         FileNotFoundError: ``resume`` without ``checkpoint.pt`` and ``compression.json`` in ``out``.
         ValueError: ``resume`` with another teacher or rank than the record's; fewer than 2 patches.
     """
-    if read_manifest(job.patches)["count"] < 2:  # a missing or foreign patch folder fails before anything is written
-        raise ValueError(f"{job.patches}: fewer than 2 patches")
+    check_before_start(job.patches, job.out, resume)
     if resume:
         record = _resumable(job)
         job.history = [step for step in record.history if step.name != "distilled"]
@@ -92,9 +112,6 @@ def compress(job: Job, resume: bool = False) -> CompressionRecord:
 
 def _resumable(job: Job) -> CompressionRecord:
     """The record of the run to resume, checked against ``job``."""
-    for name in ("checkpoint.pt", RECORD, START):
-        if not (job.out / name).is_file():
-            raise FileNotFoundError(f"{job.out}: no {name} to resume from")
     record = CompressionRecord.read(job.out / RECORD)
     if (record.teacher_sha256, record.rank) != (job.sha256, job.config.rank):
         raise ValueError(
@@ -108,7 +125,7 @@ def _initial_student(job: Job) -> VDSR:
     """Steps 1 and 2, each scored; the better of the closed form and the refit."""
     device = resolve_device(job.finetune.device)
     pairs = load_validation_pairs(job.val, job.finetune.val_scales, job.finetune.val_crop) if job.val else []
-    judge = _Judge.of(job, device)
+    judge = job.judge
     for name, model in (("teacher", job.teacher), ("bicubic", None)):
         job.history.append(_scored(name, model, pairs, judge, device, 0.0))
         _say(job, job.history[-1])
@@ -215,7 +232,7 @@ def _distil(job: Job, student: VDSR | None, resume: bool) -> VDSR:
     if not history:
         return final
     device = resolve_device(job.finetune.device)
-    judge, last = _Judge.of(job, device), history[-1]
+    judge, last = job.judge, history[-1]
     start = model_from_checkpoint(load_checkpoint(job.out / START))
     step = CompressionStep(
         name="distilled",

@@ -113,7 +113,7 @@ def test_bad_teachers_get_one_line_and_nothing_is_written(make, message, patch_f
     [
         ("--rank 65", "--rank: 65 exceeds the teacher's 64 channels"),
         ("--val {tmp}/nowhere", "--val: no such folder"),
-        ("--resume", "--resume: .* has no checkpoint.pt and no compression.json to resume from"),
+        ("--resume", "--resume: .* has no checkpoint.pt and no compression.json and no start.pt to resume from"),
     ],
 )
 def test_bad_flags_are_named_before_anything_is_written(flags, message, patch_folder, tmp_path, capsys):

@@ -114,7 +114,9 @@ def test_resume_refuses_another_objective_teacher_or_rank_and_a_missing_run(patc
     other.sha256 = "f" * 64
     with pytest.raises(ValueError, match="given teacher ffffffffffff"):
         compress(other, resume=True)
-    with pytest.raises(FileNotFoundError, match="no checkpoint.pt to resume from"):
+    with pytest.raises(
+        FileNotFoundError, match="has no checkpoint.pt and no compression.json and no start.pt to resume from"
+    ):
         compress(job(patch_folder, tmp_path / "never"), resume=True)
     assert not (tmp_path / "never").exists()
 
