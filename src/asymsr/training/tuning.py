@@ -35,6 +35,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -324,7 +325,37 @@ def _open_study(name: str, arch: str, settings: TuneConfig) -> optuna.Study:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    _fail_silent_trials(study, storage, settings.grace_s)
     return study
+
+
+def _fail_silent_trials(study: optuna.Study, storage: optuna.storages.RDBStorage, grace_s: float) -> None:
+    """Fail RUNNING trials that never sent a heartbeat and started more than ``grace_s`` ago.
+
+    ``fail_stale_trials`` only judges trials by their last heartbeat, so a worker killed between
+    creating its trial and the heartbeat thread's first beat leaves a trial RUNNING for ever, and
+    it would hold a place in the budget. A live worker beats within milliseconds of the trial's
+    start, so a trial older than the grace period with no beat has lost its worker.
+    """
+    from optuna.storages._rdb import models  # no public API lists heartbeats; optuna is pinned
+    from optuna.trial import TrialState
+
+    study_id = storage.get_study_id_from_name(study.study_name)
+    session = storage.scoped_session()
+    try:
+        now = datetime.now()  # the clock optuna stamps datetime_start with (naive local time)
+        running = (
+            session.query(models.TrialModel)
+            .filter(models.TrialModel.study_id == study_id, models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
+        silent = [
+            t.trial_id for t in running if not t.heartbeats and (now - t.datetime_start).total_seconds() > grace_s
+        ]
+    finally:
+        storage.scoped_session.remove()
+    for trial_id in silent:
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
 
 
 def _run_workers(job: _Job, workers: int) -> None:
