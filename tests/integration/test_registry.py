@@ -250,13 +250,13 @@ def test_champion_loads_by_registry_uri_in_a_fresh_process(
         )
         assert done.returncode == 0, done.stderr
     assert np.array_equal(np.asarray(Image.open(by_uri)), np.asarray(Image.open(by_file)))
-    code = (
-        "import mlflow.pytorch, torch; m = mlflow.pytorch.load_model('models:/asym_vdsr@champion');"
-        "print(type(m).__name__, tuple(m(torch.zeros(1, 1, 13, 17)).shape))"
+    code = (  # the serving path: a pyfunc built from the weights-only checkpoint, nothing unpickled
+        "import mlflow.pyfunc, numpy as np; m = mlflow.pyfunc.load_model('models:/asym_vdsr@champion');"
+        "print(type(m.unwrap_python_model()).__name__, m.predict(np.zeros((1, 1, 13, 17), np.float32)).shape)"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.split()[-5:] == ["VDSR", "(1,", "1,", "13,", "17)"]
+    assert loaded.stdout.split()[-5:] == ["SuperResolver", "(1,", "1,", "13,", "17)"]
 
 
 def test_unreachable_server_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,11 +33,12 @@ from asymsr.schema.params import PrepareConfig
 from asymsr.sr.color import luminance
 from asymsr.sr.protocol import degrade, modcrop
 from asymsr.sr.resize import imresize, output_length
-from asymsr.util.fs import atomic_directory, write_json
+from asymsr.util.fs import atomic_directory, check_output_folder, write_json
 from asymsr.util.images import ImageReadError, list_images, read_image
 
 PATCH_FORMAT = "asymsr-patches"
 PATCH_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"  # every patch set holds it: the mark of a folder this stage made
 STORAGE_DTYPE = np.float16
 
 
@@ -109,8 +110,12 @@ def prepare(
     config: PrepareConfig | None = None,
     workers: int = 1,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Build the patch set from all images directly inside ``folders``; returns the manifest.
+
+    ``out`` is replaced whole, so it must be new, empty or an earlier patch set (it holds
+    ``manifest.json``) unless ``force``; it may never be one of ``folders`` or the working directory.
 
     ``workers`` processes decode and cut the images (a run-time choice: the output does not
     depend on it).
@@ -123,6 +128,7 @@ def prepare(
     config = config or PrepareConfig()
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    check_output_folder(out, MANIFEST, force, inputs=folders)
     paths = [path for folder in folders for path in list_images(folder)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         inspected = list(
@@ -147,7 +153,7 @@ def prepare(
             raise ValueError(
                 f"no patches of {config.patch_size}px could be cut from {len(paths)} images in {list(folders)}"
             )
-        with atomic_directory(out) as staging:
+        with atomic_directory(out, MANIFEST, force, inputs=folders) as staging:
             manifest = _write_patches(pool, staging, usable, total, config, skipped, progress)
     return manifest
 
@@ -196,5 +202,5 @@ def _write_patches(
         "skipped": skipped,
     }
     del scales
-    write_json(staging / "manifest.json", manifest)
+    write_json(staging / MANIFEST, manifest)
     return manifest

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 from asymsr.data import builtin as builtin_data
 from asymsr.data.download import DEFAULT_MAX_BYTES, FetchError
 from asymsr.data.download import download as _download
-from asymsr.util.fs import atomic_directory, sha256_file
+from asymsr.util.fs import atomic_directory, check_output_folder, sha256_file
 from asymsr.util.images import IMAGE_SUFFIXES, list_images
 
 MANIFEST = "MANIFEST.sha256"
@@ -336,24 +336,31 @@ def _fetch_one(source: str, staging: Path, max_bytes: int) -> None:
             os.replace(path, staging / path.name)
 
 
-def fetch(source: str | list[str], out: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> list[Path]:
+def fetch(
+    source: str | list[str], out: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES, force: bool = False
+) -> list[Path]:
     """Materialise ``source`` (or several, merged) into folder ``out``; returns the image files it holds.
 
     ``max_bytes`` caps what is downloaded or copied per source (and what an archive may unpack to).
+    ``out`` is replaced whole, so it must be new, empty or an earlier fetch (it holds
+    ``MANIFEST.sha256``) unless ``force``; it may never be a local source or the working directory.
 
     Raises:
         FetchError: unsupported or unreachable source, cap exceeded, checksum mismatch
             (naming the file), unsafe archive member, colliding file names.
         KeyError: an unknown ``builtin:`` split.
         FileNotFoundError: a local source folder that does not exist.
+        asymsr.util.fs.UnsafeOutput: ``out`` is not safe to replace (see above).
     """
     out = Path(out)
     sources = [source] if isinstance(source, str) else list(source)
     if not sources:
         raise FetchError("a dataset needs at least one source")
+    local = [item.split("#")[0] for item in sources if "://" not in item and not item.startswith("builtin:")]
+    check_output_folder(out, MANIFEST, force, inputs=local)
     record = {"source": source, "fingerprint": [_handlers(item)[1](item) for item in sources]}
     if not _is_current(out, record):
-        with atomic_directory(out) as staging:
+        with atomic_directory(out, MANIFEST, force, inputs=local) as staging:
             for item in sources:
                 _fetch_one(item, staging, max_bytes)
             files = sorted(path for path in staging.iterdir() if path.is_file())

@@ -81,7 +81,10 @@ class Predictor:
         if self.model is None:
             return network_input
         memory_format = FORMATS[self.deploy.memory_format] if self.deploy else torch.contiguous_format
-        return predict_tiled(self.model, network_input, self.device, tile=self.tile, memory_format=memory_format)
+        output = predict_tiled(self.model, network_input, self.device, tile=self.tile, memory_format=memory_format)
+        if not np.isfinite(output).all():  # never hand on a black or garbage image as a result
+            raise ValueError(f"{self.source}: the network's output holds NaN or Inf (its weights overflow)")
+        return output
 
 
 def predictor_for(
@@ -118,4 +121,4 @@ def load_predictor(
     if str(spec) == BICUBIC:
         return Predictor(name=BICUBIC, model=None, device=target, tile=tile)
     payload = load_checkpoint(Path(spec))
-    return predictor_for(model_from_checkpoint(payload), payload["arch"], str(spec), target, tile, deploy)
+    return predictor_for(model_from_checkpoint(payload, str(spec)), payload["arch"], str(spec), target, tile, deploy)

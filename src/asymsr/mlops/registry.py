@@ -189,7 +189,7 @@ def _log_architecture(
             _attach_tuning(client, run_id, output.tuning)
         if output.compression is not None:
             client.log_artifact(run_id, str(output.compression), artifact_path="compression")
-        model_uri = tracking.log_model(model, output.arch, {"mean_psnr": summary.mean("psnr"), **deploy})
+        model_uri = tracking.log_model(files["model"], output.arch, {"mean_psnr": summary.mean("psnr"), **deploy})
     return run_id, model_uri
 
 

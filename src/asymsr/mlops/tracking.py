@@ -336,26 +336,27 @@ def package_source() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def log_model(model: VDSR, arch: str, metadata: Mapping[str, Any]) -> str:
-    """Log ``model`` (eval mode, CPU) into the active run with pickle serialisation; returns its URI.
+def log_model(checkpoint: str | os.PathLike[str], arch: str, metadata: Mapping[str, Any]) -> str:
+    """Log the asymsr checkpoint ``checkpoint`` as an MLflow model of the active run; returns its URI.
 
-    Pickle keeps H and W free (the pt2 export fixes them); the signature says so, and the
-    package code and exact pip requirements travel with the model, so that
-    ``mlflow.pytorch.load_model(uri)`` works in a clean process.
+    The model is a pyfunc *from code* (:mod:`asymsr.mlops.serving`) whose one artifact is the
+    checkpoint, so that ``mlflow models serve`` and ``mlflow.pyfunc.load_model`` work, and
+    nothing in the registry is a pickle: :func:`load_logged_model` reads only the checkpoint,
+    with ``weights_only=True``. The package code and exact pip requirements travel with it.
     """
-    import logging
+    import mlflow.pyfunc
+    import numpy as np
 
-    import mlflow.pytorch
+    from asymsr.mlops.serving import CHECKPOINT_ARTIFACT, MODEL_CODE
 
-    # MLflow warns on every pickle save; pickle is the deliberate choice here (see the docstring).
-    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-    info = mlflow.pytorch.log_model(
-        model.cpu().eval(),
+    info = mlflow.pyfunc.log_model(
         name="model",
+        python_model=str(MODEL_CODE),
+        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
         signature=model_signature(),
+        input_example={"bicubic_luminance": np.zeros((1, 1, 8, 8), dtype=np.float32)},  # shown by the UI and serving
         pip_requirements=pip_requirements(),
         code_paths=[str(package_source())],
-        serialization_format="pickle",
         metadata={"arch": arch, **metadata},
     )
     return info.model_uri
@@ -364,24 +365,56 @@ def log_model(model: VDSR, arch: str, metadata: Mapping[str, Any]) -> str:
 def load_logged_model(uri: str) -> VDSR:
     """Load an MLflow model URI (``models:/asym_vdsr@champion``) as a VDSR network in eval mode on the CPU.
 
+    Only the model's asymsr checkpoint artifact is read, with ``torch.load(weights_only=True)``;
+    a registered model without one (a pickled ``mlflow.pytorch`` model, say) is refused, never
+    unpickled, since loading a pickle runs whatever code its author put in it.
+
     Raises:
-        CheckpointError: the URI names no model, or a model that is not an asymsr network.
+        CheckpointError: the URI names no model, or a model that is not an asymsr checkpoint.
         TrackingUnavailable: the tracking store does not answer.
     """
-    import mlflow.pytorch
+    import tempfile
+
+    from asymsr.mlops.serving import CHECKPOINT_ARTIFACT
+    from asymsr.nn.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+
+    connect()
+    refusal = f"{uri}: not an asymsr model (no weights-only checkpoint artifact); refusing to unpickle it"
+    with tempfile.TemporaryDirectory(prefix="asymsr-model-") as scratch:
+        description = yaml.safe_load(_download(uri, "MLmodel", scratch).read_text()) or {}
+        flavor = (description.get("flavors") or {}).get("python_function") or {}
+        relative = str(((flavor.get("artifacts") or {}).get(CHECKPOINT_ARTIFACT) or {}).get("path", ""))
+        if not relative or relative.startswith("/") or ".." in Path(relative).parts:
+            raise CheckpointError(refusal)
+        return model_from_checkpoint(load_checkpoint(_download(uri, relative, scratch)), uri)
+
+
+def _download(uri: str, relative: str, scratch: str) -> Path:
+    """One file of a logged model (``relative`` to its folder) into ``scratch``, quietly."""
+    import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
     from asymsr.nn.checkpoint import CheckpointError
-    from asymsr.nn.models import VDSR
 
-    connect()
+    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one small file: no bar
     try:
-        model = mlflow.pytorch.load_model(uri, map_location="cpu")
-    except MlflowException as error:
-        raise CheckpointError(f"{uri}: cannot load from {tracking_uri()}: {error.message}") from None
-    if not isinstance(model, VDSR):
-        raise CheckpointError(f"{uri}: not an asymsr VDSR network (got {type(model).__name__})")
-    return model.eval()
+        base = uri
+        if uri.startswith("models:/"):  # models:/m-<id> (a LoggedModel) takes no sub-path: go to its storage
+            from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+            base = ModelsArtifactRepository.get_underlying_uri(uri)
+        return Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=f"{base.rstrip('/')}/{relative}", dst_path=scratch)
+        )
+    except (MlflowException, OSError) as error:
+        problem = getattr(error, "message", None) or str(error)
+        raise CheckpointError(f"{uri}: cannot read {relative} from {tracking_uri()}: {problem}") from None
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
 
 
 @contextmanager

@@ -70,11 +70,41 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     for key in ("arch", "arch_config", "model"):
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint lacks key {key!r}")
+    if not isinstance(payload["model"], dict) or not isinstance(payload["arch_config"], dict):
+        raise CheckpointError(f"{path}: 'model' and 'arch_config' must be dicts")
+    check_finite(payload["model"], str(path))
     return payload
 
 
-def model_from_checkpoint(payload: dict[str, Any]) -> VDSR:
-    """Rebuild the network stored in a loaded checkpoint, in eval mode on the CPU."""
-    model = VDSR(**payload["arch_config"])
-    model.load_state_dict(payload["model"])
+def check_finite(state: dict[str, Any], source: str) -> None:
+    """Refuse weights holding NaN or Inf (they would silently produce black images).
+
+    Raises:
+        CheckpointError: naming ``source`` and the first such tensor.
+    """
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{source}: weight {key!r} is a {type(value).__name__}, not a tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{source}: weight {key!r} holds NaN or Inf; refusing to use it")
+
+
+def model_from_checkpoint(payload: dict[str, Any], source: str = "checkpoint") -> VDSR:
+    """Rebuild the network stored in a loaded checkpoint, in eval mode on the CPU.
+
+    Raises:
+        CheckpointError: ``arch_config`` or the weights do not describe one network (naming ``source``).
+    """
+    try:
+        model = VDSR(**payload["arch_config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{source}: arch_config {payload['arch_config']} is not a VDSR: {error}") from None
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as error:  # torch lists every mismatched key over many lines
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        problem = "; ".join(line.strip() for line in str(error).splitlines()[1:3]) or first_line
+        raise CheckpointError(
+            f"{source}: weights do not fit {payload['arch']!r} {payload['arch_config']}: {problem}"
+        ) from None
     return model.eval()

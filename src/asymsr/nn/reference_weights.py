@@ -22,8 +22,8 @@ def load_npz_weights(path: str | os.PathLike[str], arch: str = "vdsr") -> VDSR:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: a key is missing, or an array's shape does not fit the architecture
-            (the message names the key and both shapes).
+        ValueError: a key is missing, an array's shape does not fit the architecture (the
+            message names the key and both shapes), or an array holds NaN or Inf.
     """
     path = Path(path)
     if not path.is_file():
@@ -46,5 +46,7 @@ def load_npz_weights(path: str | os.PathLike[str], arch: str = "vdsr") -> VDSR:
                         f"{path}: array {key!r} has shape {tuple(array.shape)}, "
                         f"architecture {arch!r} needs {tuple(conv.weight.shape)}"
                     )
+                if not np.isfinite(array).all():
+                    raise ValueError(f"{path}: array {key!r} holds NaN or Inf; refusing to import it")
                 conv.weight.copy_(torch.from_numpy(np.asarray(array, dtype=np.float32)))
     return model.eval()

@@ -18,6 +18,7 @@ class Args(StageArgs):
     )
     dataset: str | None = arg(None, "instead of SOURCE: the dataset of this name in --params")
     out: Path = arg(..., "target folder (written under a temporary name, then renamed)")
+    force: bool = arg(False, "replace --out even if it is not an earlier fetch (it holds no MANIFEST.sha256)")
     params: Path | None = params_arg()
 
 
@@ -48,5 +49,5 @@ def run(args: Args) -> Result:
     from asymsr.data.sources import fetch
 
     source = source_of(args)
-    files = fetch(source, args.out)
+    files = fetch(source, args.out, force=args.force)
     return Result(source=source, out=args.out, files=len(files))

@@ -19,6 +19,7 @@ class Args(StageArgs):
     settings: PrepareOverrides = arg(PrepareOverrides(), "", flatten=True)  # type: ignore[valid-type]
     workers: int = arg(min(2, os.cpu_count() or 1), "worker processes (the output does not depend on it)")
     quiet: bool = arg(False, "no progress bars")
+    force: bool = arg(False, "replace --out even if it is not an earlier patch set (it holds no manifest.json)")
     params: Path | None = params_arg()
 
 
@@ -46,7 +47,9 @@ def config_of(args: Args) -> PrepareConfig:
 def run(args: Args) -> Result:
     from asymsr.data.prepare import prepare
 
-    manifest = prepare(args.images, args.out, config_of(args), workers=args.workers, progress=not args.quiet)
+    manifest = prepare(
+        args.images, args.out, config_of(args), workers=args.workers, progress=not args.quiet, force=args.force
+    )
     return Result(
         out=args.out,
         count=manifest["count"],

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,24 +38,76 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+class UnsafeOutput(ValueError):
+    """An output folder that the program did not make, or that holds its own inputs."""
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_output_folder(
+    path: str | os.PathLike[str], marker: str, force: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> None:
+    """Refuse an output folder whose replacement would destroy what this program did not make.
+
+    ``path`` may be new, empty, or an earlier output (it holds ``marker``, the stage's manifest);
+    anything else needs ``force``. Never allowed, even with ``force``: the working directory or
+    one of its parents, and a folder that is, holds or lies inside one of ``inputs``.
+
+    Raises:
+        UnsafeOutput: one line naming the folder and the way out.
+    """
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents or resolved.parent == resolved:
+        raise UnsafeOutput(f"--out {path}: the working directory or one of its parents cannot be an output folder")
+    for source in inputs:
+        if _overlaps(resolved, Path(source).resolve()):
+            raise UnsafeOutput(f"--out {path}: overlaps the input {source}; choose a separate output folder")
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise UnsafeOutput(f"--out {path}: exists and is not a folder; refusing to replace it")
+    if force or not any(path.iterdir()) or (path / marker).is_file():
+        return
+    raise UnsafeOutput(
+        f"--out {path}: holds files but no {marker}, so this program did not make it; refusing to replace it "
+        "(choose a new folder, or pass --force to replace it whole)"
+    )
+
+
 @contextmanager
-def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_directory(
+    path: str | os.PathLike[str], marker: str, force: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; on success it replaces ``path`` whole.
 
-    A previous ``path`` is removed only after the new one is complete. On an exception the
+    ``path`` must pass :func:`check_output_folder` (``marker``: the file every output of this
+    kind holds, written into the temporary directory by the caller). A previous ``path`` is
+    removed only after the new one is complete. On an exception (an interrupt included) the
     temporary directory is deleted and ``path`` is left as it was.
     """
     path = Path(path)
+    check_output_folder(path, marker, force, inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.asymsr-partial-", dir=path.parent))
     try:
         yield temporary
+        if not (temporary / marker).is_file():
+            raise RuntimeError(f"{path}: the output lacks its marker {marker}")  # a bug, not a user error
         os.chmod(temporary, 0o777 & ~_current_umask())
         if path.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, retired / path.name)
-            os.replace(temporary, path)
-            shutil.rmtree(retired)
+            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.asymsr-replaced-", dir=path.parent))
+            try:
+                os.replace(path, retired / path.name)
+                try:
+                    os.replace(temporary, path)
+                except BaseException:
+                    os.replace(retired / path.name, path)  # put the earlier output back before giving up
+                    raise
+            finally:
+                shutil.rmtree(retired)  # empty unless the earlier output was retired for good
         else:
             os.replace(temporary, path)
     finally:

@@ -12,7 +12,6 @@ from asymsr.data.prepare import PrepareConfig, image_patches, planned_counts, pr
 from asymsr.sr.color import luminance
 from asymsr.sr.protocol import degrade
 from asymsr.sr.resize import imresize
-from asymsr.util.fs import atomic_directory
 from asymsr.util.images import ImageReadError
 from tests.conftest import smooth_image
 
@@ -191,18 +190,6 @@ def test_corrupt_image_stops_with_its_name_and_writes_nothing(image_folder, tmp_
     )
     assert [entry["path"] for entry in manifest["skipped"]] == [str(image_folder / "zz_corrupt.png")]
     assert len(manifest["sources"]) == 3
-
-
-def test_a_failed_rewrite_keeps_the_previous_output(tmp_path):
-    out = tmp_path / "result"
-    with atomic_directory(out) as staging:
-        (staging / "file").write_text("first")
-    with pytest.raises(RuntimeError):
-        with atomic_directory(out) as staging:
-            (staging / "file").write_text("half")
-            raise RuntimeError("killed midway")
-    assert (out / "file").read_text() == "first"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["result"]
 
 
 def test_config_validation():

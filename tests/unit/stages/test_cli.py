@@ -102,3 +102,39 @@ def test_import_weights_names_the_bad_array(tmp_path, capsys):
     assert cli(f"import-weights {tmp_path / 'short.npz'} --out {tmp_path / 'w.pt'}") == 2
     assert "missing arrays ['conv19']" in capsys.readouterr().err
     assert not (tmp_path / "w.pt").exists()
+
+
+def test_non_finite_weights_are_refused_naming_the_array_or_key(tmp_path, capsys):
+    convs = [m for m in build("vdsr").body if isinstance(m, torch.nn.Conv2d)]
+    arrays = {f"conv{i:02d}": np.zeros(tuple(c.weight.shape), np.float32) for i, c in enumerate(convs)}
+    arrays["conv05"][0, 0, 1, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", **arrays)
+    assert cli(f"import-weights {tmp_path / 'nan.npz'} --out {tmp_path / 'w.pt'}") == 2
+    assert "'conv05' holds NaN or Inf" in capsys.readouterr().err and not (tmp_path / "w.pt").exists()
+
+    from asymsr.nn.checkpoint import model_payload, save_checkpoint
+
+    model = build("vdsr")
+    with torch.no_grad():
+        model.body[2].weight[0, 0, 0, 0] = float("inf")
+    save_checkpoint(tmp_path / "inf.pt", model_payload("vdsr", model))
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.full((12, 12), 128, np.uint8)).save(tmp_path / "in.png")
+    assert cli(f"upscale {tmp_path / 'in.png'} {tmp_path / 'out.png'} --scale 2 --model {tmp_path / 'inf.pt'}") == 2
+    error = capsys.readouterr().err
+    assert "weight 'body.2.weight' holds NaN or Inf" in error and not (tmp_path / "out.png").exists()
+
+
+def test_an_overflowing_network_writes_no_image(tmp_path, capsys):
+    from asymsr.nn.checkpoint import model_payload, save_checkpoint
+
+    model = build("vdsr", depth=3, channels=4)
+    with torch.no_grad():
+        for conv in (m for m in model.body if isinstance(m, torch.nn.Conv2d)):
+            conv.weight.fill_(3e37)  # finite weights whose products overflow float32
+    save_checkpoint(tmp_path / "big.pt", model_payload("vdsr", model))
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.full((12, 12), 128, np.uint8)).save(tmp_path / "in.png")
+    command = f"upscale {tmp_path / 'in.png'} {tmp_path / 'out.png'} --scale 2 --model {tmp_path / 'big.pt'}"
+    assert cli(command + " --deploy as_trained") == 2
+    assert "output holds NaN or Inf" in capsys.readouterr().err and not (tmp_path / "out.png").exists()
