@@ -82,7 +82,10 @@ def _comma_list(kind: Any) -> Any:
     item = _scalar(kind, optional=False)
 
     def parse(text: str) -> list[Any]:
-        return [item(part.strip()) for part in text.split(",") if part.strip()]
+        values = [item(part.strip()) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of values, got {text!r}")
+        return values
 
     return parse
 
@@ -211,11 +214,23 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[str, BaseModel]:
         raise ValueError(argument_problems(error)) from None
 
 
+def _how_to_continue(argv: Sequence[str] | None) -> str:
+    """For the commands that checkpoint: how to pick up where an interrupt left off."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not words or words[0] not in ("train", "compress"):
+        return ""
+    again = " ".join(["asymsr", *words, *([] if "--resume" in words else ["--resume"])])
+    return f"; the last finished epoch is in the checkpoint under --out: continue with `{again}`"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``asymsr`` command; returns the exit status."""
     try:
         command, args = parse_args(argv)
         result = load(command).run(args)
+    except KeyboardInterrupt:
+        print(f"asymsr: interrupted{_how_to_continue(argv)}", file=sys.stderr)
+        return 130  # the shell's convention for SIGINT
     except user_errors() as error:
         if os.environ.get("ASYMSR_DEBUG"):
             raise

@@ -90,6 +90,13 @@ def test_pinned_zip_archive(http_folder, image_folder, tmp_path):
         fetch(f"{base}/set.zip#sha256={_pin(archive)}", tmp_path / "bad", max_bytes=100)
     with pytest.raises(FetchError, match="download failed"):
         fetch(f"{base}/absent.zip#sha256={_pin(archive)}", tmp_path / "bad")
+    data = (image_folder / "a.png").read_bytes()
+    corrupt = bytearray(_zip_bytes({"a.png": data}))
+    offset = bytes(corrupt).index(data[20:40])  # stored, not deflated: flip a byte of the member's content
+    corrupt[offset] ^= 0xFF
+    (served / "crc.zip").write_bytes(bytes(corrupt))
+    with pytest.raises(FetchError, match=r"crc.zip: member 'a.png' is corrupt \(Bad CRC-32"):
+        fetch(f"{base}/crc.zip#sha256={_pin(bytes(corrupt))}", tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 

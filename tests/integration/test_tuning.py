@@ -132,6 +132,7 @@ def tune_command(tmp_path: Path, patch_folder: Path, val_folder: Path, storage: 
         },
         "train": {"common": {"batch_size": 4, "optimizer": "adam", "device": "cpu", "val_crop": 48,
                              "arch_overrides": TINY}},
+        "evaluate": {},
         "register": {"experiment": "tune-test"},
     }  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -35,6 +35,7 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -259,8 +260,11 @@ def _unpack(archive: Path, url: str, root: Path, max_bytes: int) -> None:
                 raise FetchError(f"{url}: member {member.name!r} is a link or special file")
             if member.kind == "file":
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with member.open() as source, target.open("wb") as handle:
-                    shutil.copyfileobj(source, handle)
+                try:
+                    with member.open() as source, target.open("wb") as handle:
+                        shutil.copyfileobj(source, handle)
+                except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError) as error:  # bad CRC, cut off
+                    raise FetchError(f"{url}: member {member.name!r} is corrupt ({error})") from None
 
 
 def _fetch_archive(source: str, staging: Path, max_bytes: int) -> None:

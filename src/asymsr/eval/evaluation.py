@@ -52,8 +52,12 @@ def evaluate_folders(
             for path in paths:
                 image = read_image(path)
                 for scale in scales:
-                    pair = make_test_pair(image, scale)
-                    per_image[name][f"x{scale}"][path.name] = Scores(**score(pair, predictor(pair.network_input)))
+                    try:
+                        pair = make_test_pair(image, scale)
+                        scores = score(pair, predictor(pair.network_input))
+                    except ValueError as error:  # e.g. too small for the scale or for SSIM's window
+                        raise ValueError(f"{path} at x{scale}: {error}") from None
+                    per_image[name][f"x{scale}"][path.name] = Scores(**scores)
                     bar.update()
     return per_image
 

@@ -378,6 +378,12 @@ def load_logged_model(uri: str) -> VDSR:
     from asymsr.mlops.serving import CHECKPOINT_ARTIFACT
     from asymsr.nn.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 
+    store = tracking_uri()
+    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+        raise CheckpointError(  # reading must not create an empty store as a side effect
+            f"{uri}: no model store here: {store.removeprefix('sqlite:///')} does not exist; set MLFLOW_TRACKING_URI "
+            "to your tracking server or store, or run from the project that holds mlruns/"
+        )
     connect()
     refusal = f"{uri}: not an asymsr model (no weights-only checkpoint artifact); refusing to unpickle it"
     with tempfile.TemporaryDirectory(prefix="asymsr-model-") as scratch:

@@ -61,8 +61,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for corrupt files
+        if "weights_only" in str(error):  # torch's advice is to unpickle: never
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint (not a weights-only PyTorch file: code objects, or not a "
+                "checkpoint at all); refusing to unpickle it"
+            ) from None
         first_line = (str(error).strip().splitlines() or [""])[0]  # torch's own messages run to several lines
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {first_line})") from error
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {first_line})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an asymsr checkpoint (missing format tag {FORMAT!r})")
     if payload.get("format_version") != FORMAT_VERSION:

@@ -8,6 +8,7 @@ bias-free kernel in PyTorch's (out_channels, in_channels, kh, kw) order: (64, 1,
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,13 @@ def load_npz_weights(path: str | os.PathLike[str], arch: str = "vdsr") -> VDSR:
         raise FileNotFoundError(f"weights file not found: {path}")
     model = build(arch)
     convs = [module for module in model.body if isinstance(module, nn.Conv2d)]
-    with np.load(path, allow_pickle=False) as arrays:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # numpy suggests unpickling: never
+        raise ValueError(f"{path}: not an .npz of plain arrays ({type(error).__name__})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: a single .npy array, not an .npz of named arrays conv00..conv19")
+    with archive as arrays:
         expected = [f"conv{index:02d}" for index in range(len(convs))]
         missing = [key for key in expected if key not in arrays.files]
         if missing:
@@ -40,7 +47,12 @@ def load_npz_weights(path: str | os.PathLike[str], arch: str = "vdsr") -> VDSR:
             raise ValueError(f"{path}: unexpected arrays {extra} for architecture {arch!r}")
         with torch.no_grad():
             for key, conv in zip(expected, convs, strict=True):
-                array = arrays[key]
+                try:
+                    array = arrays[key]
+                except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+                    raise ValueError(f"{path}: array {key!r} is not a plain numeric array ({error})") from None
+                if not np.issubdtype(array.dtype, np.number):
+                    raise ValueError(f"{path}: array {key!r} has dtype {array.dtype}, not a number type")
                 if tuple(array.shape) != tuple(conv.weight.shape):
                     raise ValueError(
                         f"{path}: array {key!r} has shape {tuple(array.shape)}, "

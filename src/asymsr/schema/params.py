@@ -396,6 +396,21 @@ class Params(Config):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     registry: RegisterConfig = Field(default_factory=RegisterConfig, alias="register")  # ABCMeta has .register
 
+    @model_validator(mode="before")
+    @classmethod
+    def _costly_blocks_are_explicit(cls, values: Any) -> Any:
+        """``train`` and ``evaluate`` may not be left out: their defaults are the paper's schedule
+        (SGD for 80 epochs: hours on a CPU) and its full protocol, which nobody wants by accident."""
+        if isinstance(values, dict):
+            missing = [key for key in ("train", "evaluate") if key not in values]
+            if missing:
+                raise ValueError(
+                    f"the {' and '.join(missing)} block{'s are' if len(missing) > 1 else ' is'} missing; declare "
+                    f"{'them' if len(missing) > 1 else 'it'} (see profiles/quick.yaml), even as `{missing[0]}: {{}}` "
+                    "for the paper's defaults"
+                )
+        return values
+
     def test_folders(self, root: str | os.PathLike[str]) -> list[Path]:
         """``root/<name>`` for every ``data.test`` dataset."""
         return [Path(root) / name for name in self.data.test]

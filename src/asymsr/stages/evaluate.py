@@ -32,6 +32,7 @@ class Args(StageArgs):
         None,
         f"square input side for latency, pixels (default: evaluate.latency_size, "
         f"{default_of(EvaluateConfig, 'latency_size')})",
+        ge=8,
     )
     deploy: Literal["as_trained", "auto"] = arg(
         "as_trained", "as_trained: score the network as stored; auto: score its fastest equivalent form on this device"
@@ -64,7 +65,7 @@ def settings_of(args: Args) -> EvaluateConfig:
     params = read_params(args.params)
     block = params.evaluate if params else EvaluateConfig()
     values = block.model_dump()
-    if args.scales:
+    if args.scales is not None:
         values["scales"] = args.scales
     if args.latency_size is not None:
         values["latency_size"] = args.latency_size

@@ -258,19 +258,28 @@ def _setup(
     )
 
 
+def differences(saved: dict[str, Any], given: dict[str, Any]) -> str:
+    """``key: saved -> given`` for each key whose value differs (the rest would bury them)."""
+    keys = sorted(set(saved) | set(given), key=str)
+    return "; ".join(
+        f"{k}: {saved.get(k, '<absent>')!r} -> {given.get(k, '<absent>')!r}"
+        for k in keys
+        if saved.get(k) != given.get(k)
+    )
+
+
 def _resume(session: _Session) -> None:
     """Load the full training state from ``checkpoint.pt`` (every rank does)."""
     state = load_checkpoint(session.checkpoint_path)
-    if state.get("train_config") != session.config.to_dict():
-        raise ValueError(
-            f"{session.checkpoint_path}: was written with a different training config; "
-            f"saved {state.get('train_config')}, given {session.config.to_dict()}"
-        )
-    if state.get("objective", {"kind": "pixel"}) != session.objective.key():
-        raise ValueError(
-            f"{session.checkpoint_path}: was written with another objective; "
-            f"saved {state.get('objective')}, given {session.objective.key()}"
-        )
+    for what, saved, given in (
+        ("training config", state.get("train_config") or {}, session.config.to_dict()),
+        ("objective", state.get("objective", {"kind": "pixel"}), session.objective.key()),
+    ):
+        if saved != given:
+            raise ValueError(
+                f"{session.checkpoint_path}: was written with another {what} ({differences(saved, given)}); "
+                "resume with the same settings, or train into a new --out"
+            )
     session.model.load_state_dict(state["model"])
     session.optimizer.load_state_dict(state["optimizer"])
     session.scheduler.load_state_dict(state["scheduler"])

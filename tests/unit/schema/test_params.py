@@ -36,6 +36,8 @@ def test_the_committed_params_are_valid():
         (lambda p: p["data"].update(val="nowhere"), r"data\.val: 'nowhere' is not a key of datasets"),
         (lambda p: p["evaluate"].update(latency_size=2), r"evaluate\.latency_size: Input should be greater than"),
         (lambda p: p.pop("datasets"), r"datasets: Field required"),
+        (lambda p: p.pop("train"), r"the train block is missing; declare it .*paper's defaults"),
+        (lambda p: (p.pop("train"), p.pop("evaluate")), r"the train and evaluate blocks are missing"),
     ],
 )
 def test_schema_errors_name_the_key(tmp_path, edit, message):

@@ -138,3 +138,37 @@ def test_an_overflowing_network_writes_no_image(tmp_path, capsys):
     command = f"upscale {tmp_path / 'in.png'} {tmp_path / 'out.png'} --scale 2 --model {tmp_path / 'big.pt'}"
     assert cli(command + " --deploy as_trained") == 2
     assert "output holds NaN or Inf" in capsys.readouterr().err and not (tmp_path / "out.png").exists()
+
+
+def test_small_refusals_name_the_flag_file_or_key(tmp_path, capsys, monkeypatch):
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own refusal: exit 2 with its usage line
+        cli(f"evaluate --model bicubic --data {tmp_path} --scales , --out {tmp_path / 'e.json'}")
+    assert exit_info.value.code == 2
+    assert "--scales: expected a comma-separated list of values, got ','" in capsys.readouterr().err
+    assert cli(f"evaluate --model bicubic --data {tmp_path} --latency-size 0 --out {tmp_path / 'e.json'}") == 2
+    assert "--latency-size: Input should be greater than or equal to 8" in capsys.readouterr().err
+    from PIL import Image
+
+    (tmp_path / "small").mkdir()
+    Image.new("RGB", (9, 9)).save(tmp_path / "small" / "t.png")
+    assert cli(f"evaluate --model bicubic --data {tmp_path / 'small'} --out {tmp_path / 'e.json'} --quiet") == 2
+    assert "t.png at x2: SSIM needs at least 11x11 pixels" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    Image.new("RGB", (20, 20)).save(tmp_path / "in.png")
+    assert cli(f"upscale {tmp_path / 'in.png'} {tmp_path / 'o.png'} --scale 2 --model models:/asym_vdsr@champion") == 2
+    assert "mlruns/mlflow.db does not exist; set MLFLOW_TRACKING_URI" in capsys.readouterr().err
+    assert not (tmp_path / "mlruns").exists(), "reading a model must not create an empty store"
+
+
+def test_an_interrupt_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import asymsr.stages.train
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(asymsr.stages.train, "run", interrupted)
+    assert cli(f"train --arch vdsr --patches {tmp_path} --out {tmp_path / 'r'}") == 130
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"continue with `asymsr train --arch vdsr --patches {tmp_path}" in error
+    assert error.rstrip().endswith("--resume`")

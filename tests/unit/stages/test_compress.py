@@ -21,7 +21,7 @@ TINY = "--rank 16 --steps 2 --params {params}"
 def write_params(tmp_path: Path) -> Path:
     path = tmp_path / "compress.yaml"
     path.write_text(
-        "datasets: {d: builtin:skimage/test}\ndata: {train: d, val: d, test: [d]}\n"
+        "datasets: {d: builtin:skimage/test}\ndata: {train: d, val: d, test: [d]}\ntrain: {}\nevaluate: {}\n"
         "compress:\n  refit_patches: 8\n  finetune: {device: cpu, batch_size: 4, steps_per_epoch: 1, "
         "val_crop: 32, val_scales: [2]}\n"
     )
