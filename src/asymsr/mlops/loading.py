@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 
 from asymsr.eval.inference import DEFAULT_TILE, Predictor, predictor_for
 from asymsr.eval.inference import load_predictor as load_local_predictor
@@ -77,10 +76,7 @@ def _load(spec: str, downloads: str | os.PathLike[str]) -> tuple[VDSR, str]:
     else:
         path, digest = fetch_file(spec, downloads)
         if path.suffix != ".npz":
-            model = model_from_checkpoint(load_checkpoint(path))
+            model = model_from_checkpoint(load_checkpoint(path), str(path))
         else:
-            try:
-                model = load_npz_weights(path)
-            except (OSError, EOFError, zipfile.BadZipFile) as error:  # what numpy raises for a cut-off archive
-                raise ValueError(f"{path}: not a readable .npz ({type(error).__name__}: {error})") from None
+            model = load_npz_weights(path)
     return model.eval(), digest

@@ -84,7 +84,7 @@ def _not_a_checkpoint(tmp_path: Path) -> Path:
     ("make", "message"),
     [
         (lambda tmp: tmp / "missing.npz", "file not found: .*missing.npz"),
-        (_truncated, "cut.npz: not a readable .npz"),
+        (_truncated, "cut.npz: not an .npz of plain arrays"),
         (
             lambda tmp: Path(f"{vdsr_npz(tmp / 'w.npz')}#sha256={'0' * 64}"),
             "w.npz: sha256 is [0-9a-f]{64}, but the source pins 0{64}",
