@@ -104,6 +104,11 @@ def model_from_checkpoint(payload: dict[str, Any], source: str = "checkpoint") -
         model = VDSR(**payload["arch_config"])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{source}: arch_config {payload['arch_config']} is not a VDSR: {error}") from None
+    if payload["arch"] not in ARCHITECTURES or ARCHITECTURES[payload["arch"]]["block"] != model.block:
+        raise CheckpointError(
+            f"{source}: labelled {payload['arch']!r} but its arch_config builds {model.block!r} blocks; "
+            "the label and the network disagree"
+        )
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:  # torch lists every mismatched key over many lines
