@@ -13,14 +13,19 @@ test sets ``--test`` (default Set5 and Set14 under ``../shared/datasets``).
   distillation steps), with parameters and CPU latency at 256x256 (medians of interleaved
   rounds in this process, so the ratios are comparable).
 
-Writes ``OUT.json`` and ``OUT.md`` and prints the table. Every row's model stays under
-``OUT/`` for ``asymsr evaluate`` or ``asymsr upscale``.
+Writes ``OUT.json`` and ``OUT.md`` and prints the table; ``table --out OUT`` rewrites ``OUT.md``
+from ``OUT.json``. Every row's model and ``compression.json`` stay under ``OUT/`` for
+``asymsr evaluate`` or ``asymsr upscale``. Besides the test PSNR of the model kept, each row
+shows how close its last step came to the teacher's output on the held-out patches (PSNR of the
+student's output against the teacher's, dB) and whether that step was kept (a step is kept only
+if it brings the output closer to the teacher than the step before).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import time
 from pathlib import Path
@@ -86,37 +91,56 @@ def ranks(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def step_figures(out: Path, row: dict[str, Any]) -> tuple[float, str]:
+    """(held-out PSNR of the last step tried against the teacher's output, dB; whether it was kept)."""
+    history = json.loads((out / row["name"] / "compression.json").read_text())["history"]
+    last = history[-1]
+    return 10 * math.log10(1 / last["teacher_mse"]), f"{last['name']}: {'kept' if last['kept'] else 'not kept'}"
+
+
+def table(rows: list[dict[str, Any]], out: Path) -> str:
     cells = list(rows[0]["psnr"])
-    header = ["model", "parameters", *cells, "time (s)"] + (["ms at 256", "vs VDSR"] if "latency_ms" in rows[0] else [])
+    header = ["model", "parameters", *cells, "time (s)", "last step vs teacher (dB)", "last step"]
+    header += ["ms at 256", "vs VDSR"] if "latency_ms" in rows[0] else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
+        to_teacher, verdict = step_figures(out, row)
         values = [row["name"], f"{row['parameters']:,}", *(f"{row['psnr'][cell]:.2f}" for cell in cells)]
-        values.append(f"{row['seconds']:.0f}")
+        values += [f"{row['seconds']:.0f}", f"{to_teacher:.2f}", verdict]
         if "latency_ms" in row:
             values += [f"{row['latency_ms']:.0f}", f"{row['latency_vs_teacher']:.2f}"]
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
+def write(out: Path, host: str, rows: list[dict[str, Any]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"host": host, "rows": rows}, indent=2))
+    text = f"{table(rows, out)}\n\n{host}\n"
+    out.with_suffix(".md").write_text(text)
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["ablation", "ranks"])
-    parser.add_argument("--patches", type=Path, required=True)
+    parser.add_argument("mode", choices=["ablation", "ranks", "table"], help="table: rewrite OUT.md from OUT.json")
+    parser.add_argument("--patches", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--teacher", default=TEACHER)
     parser.add_argument("--test", type=Path, action="append", help="test folder (repeatable; default Set5, Set14)")
     parser.add_argument("--steps", type=int, default=300, help="distillation steps per case")
     parser.add_argument("--rounds", type=int, default=5, help="latency rounds (ranks)")
     args = parser.parse_args()
+    if args.mode == "table":
+        saved = json.loads(args.out.with_suffix(".json").read_text())
+        write(args.out, saved["host"], saved["rows"])
+        return
+    if args.patches is None:
+        parser.error(f"{args.mode} needs --patches")
     args.test = args.test or [SHARED / "datasets" / "Set5", SHARED / "datasets" / "Set14"]
     rows = ablation(args) if args.mode == "ablation" else ranks(args)
     host = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out.with_suffix(".json")).write_text(json.dumps({"host": host, "rows": rows}, indent=2))
-    text = f"{table(rows)}\n\n{host}\n"
-    args.out.with_suffix(".md").write_text(text)
-    print(text)
+    write(args.out, host, rows)
 
 
 if __name__ == "__main__":

@@ -144,7 +144,7 @@ def child_run(client: MlflowClient, parent_id: str, arch: str, tags: Mapping[str
 
 @contextmanager
 def active_run(run_id: str) -> Iterator[None]:
-    """Make ``run_id`` MLflow's active run (``mlflow.pytorch.log_model`` logs into the active run).
+    """Make ``run_id`` MLflow's active run (``mlflow.pyfunc.log_model`` logs into the active run).
 
     The run ends FINISHED when the block completes and FAILED when it raises (Ctrl-C included).
     """
