@@ -105,6 +105,7 @@ def sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv(tracking.PARENT_RUN_ENV, raising=False)
+    tracking.connect(uri)  # creates the store, and points this process's MLflow at it (not an earlier test's)
     return uri
 
 

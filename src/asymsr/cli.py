@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import types
 import typing
@@ -214,22 +215,26 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[str, BaseModel]:
         raise ValueError(argument_problems(error)) from None
 
 
-def _how_to_continue(argv: Sequence[str] | None) -> str:
+def _how_to_continue(argv: Sequence[str] | None, args: BaseModel | None) -> str:
     """For the commands that checkpoint: how to pick up where an interrupt left off."""
     words = list(sys.argv[1:] if argv is None else argv)
-    if not words or words[0] not in ("train", "compress"):
+    out = getattr(args, "out", None)
+    if not words or words[0] not in ("train", "compress") or out is None:
         return ""
-    again = " ".join(["asymsr", *words, *([] if "--resume" in words else ["--resume"])])
-    return f"; the last finished epoch is in the checkpoint under --out: continue with `{again}`"
+    if not (Path(out) / "checkpoint.pt").is_file():
+        return f"; no checkpoint was written to {out} yet: run the same command again to start over"
+    again = shlex.join(["asymsr", *words, *([] if "--resume" in words else ["--resume"])])
+    return f"; {out}/checkpoint.pt holds the last finished epoch: continue with `{again}`"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``asymsr`` command; returns the exit status."""
+    args = None
     try:
         command, args = parse_args(argv)
         result = load(command).run(args)
     except KeyboardInterrupt:
-        print(f"asymsr: interrupted{_how_to_continue(argv)}", file=sys.stderr)
+        print(f"asymsr: interrupted{_how_to_continue(argv, args)}", file=sys.stderr)
         return 130  # the shell's convention for SIGINT
     except user_errors() as error:
         if os.environ.get("ASYMSR_DEBUG"):

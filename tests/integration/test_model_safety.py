@@ -26,6 +26,12 @@ from tests.conftest import TINY, smooth_image
 mlflow = pytest.importorskip("mlflow")
 
 
+@pytest.fixture(autouse=True)
+def in_scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow puts a run's artifacts under ./mlruns: keep them in the test's folder."""
+    monkeypatch.chdir(tmp_path)
+
+
 class Payload(torch.nn.Module):
     """Unpickling it runs ``touch <marker>``: what a hostile registry entry would do."""
 
@@ -147,3 +153,29 @@ def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 120) -> N
         except OSError:
             time.sleep(0.5)
     pytest.fail(f"mlflow models serve did not answer {url} within {seconds} s")
+
+
+def test_a_tampered_model_description_is_refused_without_reading_elsewhere(sqlite_store: str, tmp_path: Path) -> None:
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    from asymsr.mlops import tracking
+
+    save_checkpoint(tmp_path / "model.pt", model_payload("asym_vdsr", build("asym_vdsr", **TINY)))
+    with mlflow.start_run():
+        uri = tracking.log_model(tmp_path / "model.pt", "asym_vdsr", {})
+    assert tracking.load_logged_model(uri).block == "asymmetric"
+    folder = Path(ModelsArtifactRepository.get_underlying_uri(uri).removeprefix("file://"))
+    description = (folder / "MLmodel").read_text()
+    outside = tmp_path / "elsewhere.pt"  # a valid checkpoint outside the model's folder
+    save_checkpoint(outside, model_payload("vdsr", build("vdsr", **TINY)))
+    escape = "/".join([".."] * len(folder.relative_to(tmp_path).parts)) + "/elsewhere.pt"
+    for tampered in (
+        description.replace("path: artifacts/model.pt", "path: artifacts/" + escape.replace(".", "%2e")),
+        description.replace("path: artifacts/model.pt", "path: " + escape),
+        description.replace("path: artifacts/model.pt", "path: [1, 2]"),
+        "flavors: [unclosed",
+        "- a list, not a mapping",
+    ):
+        (folder / "MLmodel").write_text(tampered)
+        with pytest.raises(CheckpointError, match="not an asymsr model .* refusing to unpickle it"):
+            tracking.load_logged_model(uri)

@@ -18,6 +18,7 @@ Output folder layout (written under a temporary name and renamed when complete):
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -99,6 +100,14 @@ def _inspect_or_error(path: Path) -> _Source | str:
         return str(error)
 
 
+def is_patch_set(folder: Path) -> bool:
+    """Whether ``folder`` is a patch set this stage wrote (its manifest.json says so; the name alone is common)."""
+    try:
+        return json.loads((folder / MANIFEST).read_text()).get("format") == PATCH_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _extract(job: tuple[str, PrepareConfig]) -> list[tuple[int, np.ndarray, np.ndarray]]:
     path, config = job
     return list(image_patches(read_image(path), config))
@@ -128,7 +137,7 @@ def prepare(
     config = config or PrepareConfig()
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    check_output_folder(out, MANIFEST, force, inputs=folders)
+    check_output_folder(out, MANIFEST, force, inputs=folders, recognise=is_patch_set)
     paths = [path for folder in folders for path in list_images(folder)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         inspected = list(
@@ -153,7 +162,7 @@ def prepare(
             raise ValueError(
                 f"no patches of {config.patch_size}px could be cut from {len(paths)} images in {list(folders)}"
             )
-        with atomic_directory(out, MANIFEST, force, inputs=folders) as staging:
+        with atomic_directory(out, MANIFEST, force, inputs=folders, recognise=is_patch_set) as staging:
             manifest = _write_patches(pool, staging, usable, total, config, skipped, progress)
     return manifest
 

@@ -312,6 +312,11 @@ def _handlers(source: str) -> tuple[Fetcher, Fingerprinter]:
     return _fetch_folder, _fingerprint_folder
 
 
+def _is_fetched(folder: Path) -> bool:
+    """Whether ``folder`` is an earlier fetch: it holds both records that fetch writes."""
+    return (folder / MANIFEST).is_file() and (folder / SOURCE_RECORD).is_file()
+
+
 def _is_current(out: Path, record: dict[str, Any]) -> bool:
     """True if ``out`` was fetched from the same source state and still matches its manifest."""
     record_path, manifest_path = out / SOURCE_RECORD, out / MANIFEST
@@ -361,10 +366,10 @@ def fetch(
     if not sources:
         raise FetchError("a dataset needs at least one source")
     local = [item.split("#")[0] for item in sources if "://" not in item and not item.startswith("builtin:")]
-    check_output_folder(out, MANIFEST, force, inputs=local)
+    check_output_folder(out, MANIFEST, force, inputs=local, recognise=_is_fetched)
     record = {"source": source, "fingerprint": [_handlers(item)[1](item) for item in sources]}
     if not _is_current(out, record):
-        with atomic_directory(out, MANIFEST, force, inputs=local) as staging:
+        with atomic_directory(out, MANIFEST, force, inputs=local, recognise=_is_fetched) as staging:
             for item in sources:
                 _fetch_one(item, staging, max_bytes)
             files = sorted(path for path in staging.iterdir() if path.is_file())

@@ -45,7 +45,9 @@ def predict_tiled(
     if tile < 1:
         raise ValueError(f"tile must be >= 1, got {tile}")
     if halo is None:
-        halo = getattr(model, "receptive_radius", 0)
+        halo = getattr(model, "receptive_radius", None)
+        if halo is None:  # a margin of 0 would leave seams at every tile edge
+            raise ValueError(f"{type(model).__name__} has no receptive_radius: give the tile halo explicitly")
     height, width = image.shape
     output = np.empty((height, width), dtype=np.float32)
     source = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
@@ -76,12 +78,23 @@ class Predictor:
     deploy: DeployChoice | None = None  # set when the deploy form was chosen by measurement
     stored: VDSR | None = None  # the network as stored (cost figures describe it), on ``device``
 
+    @property
+    def halo(self) -> int:
+        """Output pixels of context a tile needs on each side: the stored network's receptive radius
+        (a deploy form computes the same function, so it needs the same)."""
+        if self.model is None:
+            return 0
+        network = self.stored if self.stored is not None else self.model
+        return int(network.receptive_radius)
+
     def __call__(self, network_input: np.ndarray) -> np.ndarray:
         """Super-resolve float (H, W) luminance in [0, 1]; returns float (H, W), unclipped."""
         if self.model is None:
             return network_input
         memory_format = FORMATS[self.deploy.memory_format] if self.deploy else torch.contiguous_format
-        output = predict_tiled(self.model, network_input, self.device, tile=self.tile, memory_format=memory_format)
+        output = predict_tiled(
+            self.model, network_input, self.device, tile=self.tile, halo=self.halo, memory_format=memory_format
+        )
         if not np.isfinite(output).all():  # never hand on a black or garbage image as a result
             raise ValueError(f"{self.source}: the network's output holds NaN or Inf (its weights overflow)")
         return output

@@ -63,7 +63,7 @@ def upscale_tiles(image: np.ndarray, scale: int, predictor: Predictor) -> Iterat
 
 def _upscale_tile(image: np.ndarray, scale: int, predictor: Predictor, box: tuple[int, int, int, int]) -> np.ndarray:
     """The output pixels ``box`` = (top, bottom, left, right), computed from a crop of the input."""
-    halo = getattr(predictor.model, "receptive_radius", 0) if predictor.model is not None else 0
+    halo = predictor.halo
     top, bottom, left, right = box
     out_h, out_w = image.shape[0] * scale, image.shape[1] * scale
     # the output region the network sees (tile + its receptive field), clipped to the image

@@ -49,6 +49,7 @@ DEFAULT_EXPERIMENT = "asymsr"
 ARCH_TAG = "asymsr.arch"
 ROLE_TAG = "asymsr.role"
 CONNECT_ATTEMPTS = 3
+CHECKPOINT_PATH = re.compile(r"artifacts/[A-Za-z0-9_][A-Za-z0-9._-]*")  # where a logged model keeps model.pt
 OUTPUT_PATHSPECS = (":!dvc.lock", ":!metrics", ":!reports")  # written by `dvc repro`, not by hand
 
 
@@ -387,12 +388,18 @@ def load_logged_model(uri: str) -> VDSR:
     connect()
     refusal = f"{uri}: not an asymsr model (no weights-only checkpoint artifact); refusing to unpickle it"
     with tempfile.TemporaryDirectory(prefix="asymsr-model-") as scratch:
-        description = yaml.safe_load(_download(uri, "MLmodel", scratch).read_text()) or {}
-        flavor = (description.get("flavors") or {}).get("python_function") or {}
-        relative = str(((flavor.get("artifacts") or {}).get(CHECKPOINT_ARTIFACT) or {}).get("path", ""))
-        if not relative or relative.startswith("/") or ".." in Path(relative).parts:
+        try:
+            description = yaml.safe_load(_download(uri, "MLmodel", scratch).read_text())
+            relative = description["flavors"]["python_function"]["artifacts"][CHECKPOINT_ARTIFACT]["path"]
+        except (yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError):  # not the layout log_model writes
+            raise CheckpointError(refusal) from None
+        # only the layout log_model writes: no "..", no %-escapes that the artifact store would decode
+        if not isinstance(relative, str) or not CHECKPOINT_PATH.fullmatch(relative):
             raise CheckpointError(refusal)
-        return model_from_checkpoint(load_checkpoint(_download(uri, relative, scratch)), uri)
+        path = _download(uri, relative, scratch).resolve()
+        if Path(scratch).resolve() not in path.parents or not path.is_file():
+            raise CheckpointError(refusal)
+        return model_from_checkpoint(load_checkpoint(path), uri)
 
 
 def _download(uri: str, relative: str, scratch: str) -> Path:

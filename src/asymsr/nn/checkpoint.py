@@ -27,6 +27,8 @@ from asymsr.util.fs import atomic_path
 
 FORMAT = "asymsr-checkpoint"
 FORMAT_VERSION = 1
+MAX_SIZE = 1024  # depth, channels or rank of any network a checkpoint may describe (VDSR: 20, 64, 64)
+MAX_WEIGHTS = 50_000_000  # 75x VDSR's 664,704
 
 
 class CheckpointError(ValueError):
@@ -100,13 +102,23 @@ def model_from_checkpoint(payload: dict[str, Any], source: str = "checkpoint") -
     Raises:
         CheckpointError: ``arch_config`` or the weights do not describe one network (naming ``source``).
     """
+    arch, config = payload["arch"], payload["arch_config"]
+    if not isinstance(arch, str):
+        raise CheckpointError(f"{source}: 'arch' must be a name such as 'vdsr', got {type(arch).__name__}")
+    weights = sum(value.numel() for value in payload["model"].values() if isinstance(value, torch.Tensor))
+    sizes = [config.get(key) for key in ("depth", "channels", "rank")]
+    if any(not isinstance(size, int | None) or (size or 0) > MAX_SIZE for size in sizes) or weights > MAX_WEIGHTS:
+        raise CheckpointError(  # checked before building, so a hostile config cannot exhaust memory
+            f"{source}: arch_config {config} or its {weights:,} weights exceed what a VDSR can be here "
+            f"(depth, channels and rank up to {MAX_SIZE:,}, {MAX_WEIGHTS:,} weights)"
+        )
     try:
-        model = VDSR(**payload["arch_config"])
+        model = VDSR(**config)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{source}: arch_config {payload['arch_config']} is not a VDSR: {error}") from None
-    if payload["arch"] not in ARCHITECTURES or ARCHITECTURES[payload["arch"]]["block"] != model.block:
+        raise CheckpointError(f"{source}: arch_config {config} is not a VDSR: {error}") from None
+    if arch not in ARCHITECTURES or ARCHITECTURES[arch]["block"] != model.block:
         raise CheckpointError(
-            f"{source}: labelled {payload['arch']!r} but its arch_config builds {model.block!r} blocks; "
+            f"{source}: labelled {arch!r} but its arch_config builds {model.block!r} blocks; "
             "the label and the network disagree"
         )
     try:

@@ -174,6 +174,7 @@ class RowKernelVDSR(nn.Module):
         library()
         convs = [m for m in model.body if isinstance(m, nn.Conv2d)]
         self.block = model.block
+        self.receptive_radius = model.receptive_radius  # tiled inference needs this much context
         self.register_buffer("first", pack_3x3(convs[0].weight))
         self.last = nn.Parameter(convs[-1].weight.detach().to("cpu", torch.float32).clone(), requires_grad=False)
         middle = convs[1:-1]

@@ -337,6 +337,7 @@ def _fail_silent_trials(study: optuna.Study, storage: optuna.storages.RDBStorage
     it would hold a place in the budget. A live worker beats within milliseconds of the trial's
     start, so a trial older than the grace period with no beat has lost its worker.
     """
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.storages._rdb import models  # no public API lists heartbeats; optuna is pinned
     from optuna.trial import TrialState
 
@@ -355,7 +356,10 @@ def _fail_silent_trials(study: optuna.Study, storage: optuna.storages.RDBStorage
     finally:
         storage.scoped_session.remove()
     for trial_id in silent:
-        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        try:
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:  # another worker opening the study failed it first
+            pass
 
 
 def _run_workers(job: _Job, workers: int) -> None:

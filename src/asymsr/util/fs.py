@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,13 +47,19 @@ def _overlaps(a: Path, b: Path) -> bool:
 
 
 def check_output_folder(
-    path: str | os.PathLike[str], marker: str, force: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()
+    path: str | os.PathLike[str],
+    marker: str,
+    force: bool = False,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    recognise: Callable[[Path], bool] | None = None,
 ) -> None:
     """Refuse an output folder whose replacement would destroy what this program did not make.
 
-    ``path`` may be new, empty, or an earlier output (it holds ``marker``, the stage's manifest);
-    anything else needs ``force``. Never allowed, even with ``force``: the working directory or
-    one of its parents, and a folder that is, holds or lies inside one of ``inputs``.
+    ``path`` may be new, empty, or an earlier output: ``recognise(path)`` is true (default: it
+    holds the file ``marker``, the stage's manifest; a stage whose marker name is common checks
+    its content too). Anything else needs ``force``. Never allowed, even with ``force``: the
+    working directory or one of its parents, a symbolic link, a file, and a folder that is,
+    holds or lies inside one of ``inputs``.
 
     Raises:
         UnsafeOutput: one line naming the folder and the way out.
@@ -67,9 +73,12 @@ def check_output_folder(
             raise UnsafeOutput(f"--out {path}: overlaps the input {source}; choose a separate output folder")
     if not path.exists() and not path.is_symlink():
         return
-    if path.is_symlink() or not path.is_dir():
+    if path.is_symlink():
+        raise UnsafeOutput(f"--out {path}: is a symbolic link; give the folder it points to, or a new one")
+    if not path.is_dir():
         raise UnsafeOutput(f"--out {path}: exists and is not a folder; refusing to replace it")
-    if force or not any(path.iterdir()) or (path / marker).is_file():
+    earlier = recognise(path) if recognise else (path / marker).is_file()
+    if force or not any(path.iterdir()) or earlier:
         return
     raise UnsafeOutput(
         f"--out {path}: holds files but no {marker}, so this program did not make it; refusing to replace it "
@@ -79,7 +88,11 @@ def check_output_folder(
 
 @contextmanager
 def atomic_directory(
-    path: str | os.PathLike[str], marker: str, force: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()
+    path: str | os.PathLike[str],
+    marker: str,
+    force: bool = False,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    recognise: Callable[[Path], bool] | None = None,
 ) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; on success it replaces ``path`` whole.
 
@@ -89,7 +102,7 @@ def atomic_directory(
     temporary directory is deleted and ``path`` is left as it was.
     """
     path = Path(path)
-    check_output_folder(path, marker, force, inputs)
+    check_output_folder(path, marker, force, inputs, recognise)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.asymsr-partial-", dir=path.parent))
     try:
@@ -98,21 +111,28 @@ def atomic_directory(
             raise RuntimeError(f"{path}: the output lacks its marker {marker}")  # a bug, not a user error
         os.chmod(temporary, 0o777 & ~_current_umask())
         if path.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.asymsr-replaced-", dir=path.parent))
-            try:
-                os.replace(path, retired / path.name)
-                try:
-                    os.replace(temporary, path)
-                except BaseException:
-                    os.replace(retired / path.name, path)  # put the earlier output back before giving up
-                    raise
-            finally:
-                shutil.rmtree(retired)  # empty unless the earlier output was retired for good
+            _swap(path, temporary)
         else:
             os.replace(temporary, path)
     finally:
         if temporary.exists():
             shutil.rmtree(temporary)
+
+
+def _swap(path: Path, replacement: Path) -> None:
+    """Put ``replacement`` at ``path``, deleting the earlier ``path`` only once the new one is there."""
+    retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.asymsr-replaced-", dir=path.parent))
+    os.replace(path, retired / path.name)
+    try:
+        os.replace(replacement, path)
+    except BaseException:
+        try:
+            os.replace(retired / path.name, path)  # put the earlier output back
+        except OSError:
+            raise UnsafeOutput(f"{path}: could not be replaced; the earlier output is kept in {retired}") from None
+        retired.rmdir()
+        raise
+    shutil.rmtree(retired)
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

@@ -154,9 +154,12 @@ class PngStream:
         self._deflate = zlib.compressobj(6)
         self._atomic = atomic_path(self.path)
         self._file = self._atomic.__enter__().open("wb")
-        color_type = 0 if channels == 1 else 2
-        self._file.write(b"\x89PNG\r\n\x1a\n")
-        self._chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0))
+        try:
+            self._file.write(b"\x89PNG\r\n\x1a\n")
+            self._chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0))
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, rows: np.ndarray) -> None:
         """Append uint8 rows of shape (n, W) or (n, W, 3)."""
@@ -180,21 +183,28 @@ class PngStream:
         self._idat(self._deflate.flush())
         self._chunk(b"IEND", b"")
         self._file.close()
-        self._atomic.__exit__(None, None, None)
+        atomic, self._atomic = self._atomic, None
+        atomic.__exit__(None, None, None)  # renames the finished file onto its name
 
     def abort(self) -> None:
-        """Drop the partial file (the target is left as it was)."""
+        """Drop the partial file (the target is left as it was); safe to call more than once."""
         self._file.close()
-        self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        if self._atomic is not None:
+            atomic, self._atomic = self._atomic, None
+            atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
     def __enter__(self) -> PngStream:
         return self
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
-        if kind is None:
-            self.close()
-        else:
+        if kind is not None:
             self.abort()
+            return
+        try:
+            self.close()
+        except BaseException:  # disk full while finishing, say: no partial file is left behind
+            self.abort()
+            raise
 
     def _idat(self, data: bytes) -> None:
         if data:

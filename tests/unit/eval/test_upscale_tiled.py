@@ -155,3 +155,23 @@ def test_a_folder_of_photos_is_upscaled_into_another_folder(photo_and_model, tmp
     assert cli(f"upscale {inputs} {inputs} --scale 3 --model {model}") == 2
     assert "is the input folder" in capsys.readouterr().err
     assert sorted(p.name for p in inputs.iterdir()) == ["a.png", "b.jpg"]
+
+
+def test_the_row_kernel_deploy_form_tiles_without_seams() -> None:
+    from asymsr.nn.rowkernel import KernelUnavailable, RowKernelVDSR
+
+    torch.manual_seed(1)
+    model = build("asym_vdsr", depth=6, channels=16)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(2.0)
+    model.eval()
+    try:
+        kernel = RowKernelVDSR(model)
+    except KernelUnavailable as error:
+        pytest.skip(f"no row kernel on this machine: {error}")
+    rgb = np.random.default_rng(7).integers(0, 256, (27, 35, 3), dtype=np.uint8)
+    reference = whole_image(rgb, 2, model)
+    predictor = Predictor(name="k", model=kernel, device=CPU, tile=16, stored=model)  # as --deploy auto runs it
+    difference = np.abs(upscale_array(rgb, 2, predictor).astype(int) - reference.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3

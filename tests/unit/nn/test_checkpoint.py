@@ -38,3 +38,15 @@ def test_non_finite_or_non_tensor_weights_are_refused_on_load(tmp_path) -> None:
     torch.save(payload, tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match=r"list.pt: weight 'body.0.weight' is a list, not a tensor"):
         load_checkpoint(tmp_path / "list.pt")
+
+
+def test_a_config_too_large_to_build_is_refused_before_building() -> None:
+    payload = model_payload("vdsr", build("vdsr", depth=4, channels=8))
+    for config in ({"depth": 10**7}, {"channels": 10**6}, {"channels": "64"}):
+        payload["arch_config"] = {**model_payload("vdsr", build("vdsr", depth=4, channels=8))["arch_config"], **config}
+        with pytest.raises(CheckpointError, match=r"m.pt: arch_config .* exceed what a VDSR can be here"):
+            model_from_checkpoint(payload, "m.pt")
+    payload = model_payload("vdsr", build("vdsr", depth=4, channels=8))
+    payload["arch"] = ["vdsr"]
+    with pytest.raises(CheckpointError, match=r"m.pt: 'arch' must be a name"):
+        model_from_checkpoint(payload, "m.pt")

@@ -169,6 +169,10 @@ def test_an_interrupt_says_how_to_resume(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(asymsr.stages.train, "run", interrupted)
     assert cli(f"train --arch vdsr --patches {tmp_path} --out {tmp_path / 'r'}") == 130
+    assert "no checkpoint was written to" in capsys.readouterr().err  # --resume would fail: not offered
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "checkpoint.pt").write_bytes(b"")
+    assert cli(f"train --arch vdsr --patches {tmp_path} --out {tmp_path / 'r'}") == 130
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and f"continue with `asymsr train --arch vdsr --patches {tmp_path}" in error
     assert error.rstrip().endswith("--resume`")

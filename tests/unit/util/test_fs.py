@@ -82,3 +82,41 @@ def test_fetch_and_prepare_refuse_a_foreign_folder_with_one_line_and_exit_2(
     assert not (victim / "notes.txt").exists()
     assert main(argv) == 0, "an earlier output of the same stage is replaced without --force"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], os.listdir(tmp_path)
+
+
+def test_a_common_marker_name_alone_does_not_make_a_folder_ours(image_folder: Path, tmp_path: Path, capsys) -> None:
+    web = tmp_path / "public"
+    web.mkdir()
+    (web / "manifest.json").write_text('{"name": "my web app"}')  # a PWA's manifest, not a patch set's
+    (web / "index.html").write_text("<html></html>")
+    assert main(["prepare", str(image_folder), "--out", str(web), "--quiet"]) == 2
+    assert "holds files but no manifest.json" in capsys.readouterr().err
+    assert sorted(p.name for p in web.iterdir()) == ["index.html", "manifest.json"]
+    (tmp_path / "fetched").mkdir()
+    (tmp_path / "fetched" / "MANIFEST.sha256").write_text("")  # a checksum list, but no SOURCE.json
+    (tmp_path / "fetched" / "photo.png").write_bytes(b"x")
+    assert main(["fetch", str(image_folder), "--out", str(tmp_path / "fetched")]) == 2
+    assert (tmp_path / "fetched" / "photo.png").exists()
+
+
+def test_a_symlinked_output_is_refused_with_its_reason(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(UnsafeOutput, match="link: is a symbolic link"):
+        write_output(tmp_path / "link", "x")
+
+
+def test_a_failed_swap_puts_the_earlier_output_back(tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "result"
+    write_output(out, "first")
+    real_replace = os.replace
+
+    def failing_second_rename(source, target):
+        if Path(source).name.startswith(".result.asymsr-partial-"):
+            raise OSError("disk gone")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", failing_second_rename)
+    with pytest.raises(OSError, match="disk gone"):
+        write_output(out, "second")
+    assert (out / "file").read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["result"]
