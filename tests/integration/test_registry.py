@@ -262,6 +262,7 @@ def test_champion_loads_by_registry_uri_in_a_fresh_process(
 def test_unreachable_server_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = "http://127.0.0.1:9"  # discard port: nothing listens
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    Image.fromarray(smooth_image(16, 16)).save(tmp_path / "x.png")  # inputs are checked before the model loads
     start = time.monotonic()
     done = subprocess.run(
         [

@@ -25,17 +25,17 @@ def test_s3_prefix_is_fetched_byte_for_byte_and_refetch_is_a_no_op(s3_endpoint, 
     client.put_object(Bucket="sr-data", Key="sets/tiny/README.txt", Body=b"not an image")
     client.put_object(Bucket="sr-data", Key="sets/other/z.png", Body=b"outside the prefix")
 
-    files = fetch("s3://sr-data/sets/tiny", tmp_path / "tiny")
+    files = fetch("s3://sr-data/sets/tiny", tmp_path / "fetched")
     assert [f.name for f in files] == ["a.png", "b.png", "c.png"]
     for name in ("a.png", "b.png", "c.png"):
-        assert (tmp_path / "tiny" / name).read_bytes() == (image_folder / name).read_bytes()
-    first = (tmp_path / "tiny" / MANIFEST).stat().st_mtime_ns
-    fetch("s3://sr-data/sets/tiny", tmp_path / "tiny")
-    assert (tmp_path / "tiny" / MANIFEST).stat().st_mtime_ns == first  # unchanged source: nothing rewritten
+        assert (tmp_path / "fetched" / name).read_bytes() == (image_folder / name).read_bytes()
+    first = (tmp_path / "fetched" / MANIFEST).stat().st_mtime_ns
+    fetch("s3://sr-data/sets/tiny", tmp_path / "fetched")
+    assert (tmp_path / "fetched" / MANIFEST).stat().st_mtime_ns == first  # unchanged source: nothing rewritten
 
     client.put_object(Bucket="sr-data", Key="sets/tiny/a.png", Body=(image_folder / "b.png").read_bytes())
-    fetch("s3://sr-data/sets/tiny", tmp_path / "tiny")
-    assert (tmp_path / "tiny" / "a.png").read_bytes() == (image_folder / "b.png").read_bytes()
+    fetch("s3://sr-data/sets/tiny", tmp_path / "fetched")
+    assert (tmp_path / "fetched" / "a.png").read_bytes() == (image_folder / "b.png").read_bytes()
 
     with pytest.raises(FetchError, match="s3://no-such-bucket/x: cannot list objects"):
         fetch("s3://no-such-bucket/x", tmp_path / "missing")
