@@ -44,11 +44,12 @@ def predict_tiled(
         raise ValueError(f"expected a 2-D luminance image, got shape {image.shape}")
     if tile < 1:
         raise ValueError(f"tile must be >= 1, got {tile}")
+    height, width = image.shape
     if halo is None:
         halo = getattr(model, "receptive_radius", None)
-        if halo is None:  # a margin of 0 would leave seams at every tile edge
+        if halo is None and max(height, width) > tile:  # a margin of 0 would leave seams at every tile edge
             raise ValueError(f"{type(model).__name__} has no receptive_radius: give the tile halo explicitly")
-    height, width = image.shape
+        halo = halo or 0  # one tile: no edges inside the image
     output = np.empty((height, width), dtype=np.float32)
     source = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     for top in range(0, height, tile):

@@ -68,3 +68,12 @@ def test_upscale_errors(tmp_path, checkpoint):
     with pytest.raises(CheckpointError, match="garbage.pt: not a readable checkpoint"):
         load_predictor(tmp_path / "garbage.pt")
     assert not (tmp_path / "out.png").exists()
+
+
+def test_tiling_a_network_of_unknown_reach_needs_an_explicit_halo():
+    network = torch.nn.Conv2d(1, 1, 3, padding=1)  # no receptive_radius
+    image = np.random.default_rng(0).random((40, 40))
+    assert predict_tiled(network, image, torch.device("cpu"), tile=64).shape == (40, 40)  # one tile: no edges
+    with pytest.raises(ValueError, match="Conv2d has no receptive_radius: give the tile halo"):
+        predict_tiled(network, image, torch.device("cpu"), tile=16)
+    assert predict_tiled(network, image, torch.device("cpu"), tile=16, halo=1).shape == (40, 40)
