@@ -54,9 +54,14 @@ def split_pin(source: str) -> tuple[str, str]:
         return location, ""
     key, _, digest = fragment.partition("=")
     digest = digest.lower()
-    if key != "sha256" or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+    if key != "sha256" or not is_sha256(digest):
         raise FetchError(f"{source}: expected {location}#sha256=<64 hex digits>")
     return location, digest
+
+
+def is_sha256(digest: str) -> bool:
+    """Whether ``digest`` is a lower-case hex SHA-256 (64 digits)."""
+    return len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
 
 
 def fetch_file(source: str, folder: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Path, str]:

@@ -45,7 +45,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from asymsr.data import builtin as builtin_data
-from asymsr.data.download import DEFAULT_MAX_BYTES, FetchError
+from asymsr.data.download import DEFAULT_MAX_BYTES, FetchError, is_sha256
 from asymsr.data.download import download as _download
 from asymsr.util.fs import atomic_directory, check_output_folder, sha256_file
 from asymsr.util.images import IMAGE_SUFFIXES, list_images
@@ -199,7 +199,7 @@ def _fingerprint_s3(source: str) -> dict[str, Any]:
 def _pinned_archive(source: str) -> tuple[str, str]:
     url, options = split_options(source)
     digest = options.get("sha256", "").lower()
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+    if not is_sha256(digest):
         raise FetchError(f"{url}: a remote source must pin its content as {url}#sha256=<64 hex digits>")
     return url, digest
 

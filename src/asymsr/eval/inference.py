@@ -25,6 +25,12 @@ BICUBIC = "bicubic"
 DEPLOY_CHOICES = ("as_trained", "auto")
 
 
+def with_context(box: tuple[int, int, int, int], halo: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """A tile ``(top, bottom, left, right)`` grown by ``halo`` pixels on every side, clipped to the image."""
+    top, bottom, left, right = box
+    return max(0, top - halo), min(height, bottom + halo), max(0, left - halo), min(width, right + halo)
+
+
 @torch.inference_mode()
 def predict_tiled(
     model: torch.nn.Module,
@@ -56,8 +62,9 @@ def predict_tiled(
         bottom = min(top + tile, height)
         for left in range(0, width, tile):
             right = min(left + tile, width)
-            outer_top, outer_left = max(0, top - halo), max(0, left - halo)
-            outer_bottom, outer_right = min(height, bottom + halo), min(width, right + halo)
+            outer_top, outer_bottom, outer_left, outer_right = with_context(
+                (top, bottom, left, right), halo, height, width
+            )
             block = source[outer_top:outer_bottom, outer_left:outer_right].to(device)
             result = model(block[None, None].contiguous(memory_format=memory_format))[0, 0].float().cpu().numpy()
             output[top:bottom, left:right] = result[

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asymsr.eval.inference import Predictor
+from asymsr.eval.inference import Predictor, with_context
 from asymsr.sr.color import rgb_to_ycbcr, round_half_away, ycbcr_to_rgb
 from asymsr.sr.protocol import SUPPORTED_SCALES
 from asymsr.sr.resize import imresize
@@ -63,11 +63,9 @@ def upscale_tiles(image: np.ndarray, scale: int, predictor: Predictor) -> Iterat
 
 def _upscale_tile(image: np.ndarray, scale: int, predictor: Predictor, box: tuple[int, int, int, int]) -> np.ndarray:
     """The output pixels ``box`` = (top, bottom, left, right), computed from a crop of the input."""
-    halo = predictor.halo
     top, bottom, left, right = box
-    out_h, out_w = image.shape[0] * scale, image.shape[1] * scale
     # the output region the network sees (tile + its receptive field), clipped to the image
-    region = (max(0, top - halo), min(out_h, bottom + halo), max(0, left - halo), min(out_w, right + halo))
+    region = with_context(box, predictor.halo, image.shape[0] * scale, image.shape[1] * scale)
     # the input crop whose bicubic upsampling covers that region exactly (integer scale: the output
     # grid of a crop starting at input pixel o is the image's grid shifted by scale * o)
     in_top = max(0, region[0] // scale - BICUBIC_MARGIN)

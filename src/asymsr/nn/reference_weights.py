@@ -17,6 +17,8 @@ from torch import nn
 
 from asymsr.nn.models import VDSR, build
 
+READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile)  # what numpy raises for a bad .npz or array
+
 
 def load_npz_weights(path: str | os.PathLike[str], arch: str = "vdsr") -> VDSR:
     """Build ``arch`` and fill its convolutions from the arrays in ``path``.
@@ -33,7 +35,7 @@ def load_npz_weights(path: str | os.PathLike[str], arch: str = "vdsr") -> VDSR:
     convs = [module for module in model.body if isinstance(module, nn.Conv2d)]
     try:
         archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # numpy suggests unpickling: never
+    except READ_ERRORS as error:  # numpy's message suggests unpickling: never
         raise ValueError(f"{path}: not an .npz of plain arrays ({type(error).__name__})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"{path}: a single .npy array, not an .npz of named arrays conv00..conv19")
@@ -49,7 +51,7 @@ def load_npz_weights(path: str | os.PathLike[str], arch: str = "vdsr") -> VDSR:
             for key, conv in zip(expected, convs, strict=True):
                 try:
                     array = arrays[key]
-                except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+                except READ_ERRORS as error:
                     raise ValueError(f"{path}: array {key!r} is not a plain numeric array ({error})") from None
                 if not np.issubdtype(array.dtype, np.number):
                     raise ValueError(f"{path}: array {key!r} has dtype {array.dtype}, not a number type")

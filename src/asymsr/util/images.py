@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,14 +53,9 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         ImageReadError: the file is missing, not an image, truncated, or of an unsupported mode.
     """
     path = Path(path)
-    try:
-        with _open(path) as image:
-            image.load()
-            return _to_uint8_array(image, path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        if isinstance(error, ImageReadError):
-            raise
-        raise ImageReadError(f"{path}: cannot decode image ({error})") from error
+    with _decoding(path), _open(path) as image:
+        image.load()
+        return _to_uint8_array(image, path)
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -68,12 +65,18 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         ImageReadError: missing, not an image, or larger than :func:`max_pixels`.
     """
     path = Path(path)
+    with _decoding(path), _open(path) as image:
+        return image.height, image.width
+
+
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """Turn what Pillow raises for a bad file into one :class:`ImageReadError` naming it."""
     try:
-        with _open(path) as image:
-            return image.height, image.width
+        yield
+    except ImageReadError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        if isinstance(error, ImageReadError):
-            raise
         raise ImageReadError(f"{path}: cannot decode image ({error})") from error
 
 
