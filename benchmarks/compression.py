@@ -8,7 +8,8 @@ profile); the teacher is the published VDSR (``--teacher``, default under ``../s
 test sets ``--test`` (default Set5 and Set14 under ``../shared/datasets``).
 
 * ``ablation``: closed form only; + refit; + fine-tuning with the output loss; + fine-tuning
-  with the output and block-feature losses (the same number of steps), each row with its time.
+  with the output and block-feature losses (the same number of steps, at ``--lr``), each row
+  with its time.
 * ``ranks``: r = 16, 32, 48, 64 from the same teacher and budget (refit + ``--steps``
   distillation steps), with parameters and CPU latency at 256x256 (medians of interleaved
   rounds in this process, so the ratios are comparable).
@@ -49,7 +50,7 @@ FINETUNE = {"lr": 1e-4, "batch_size": 16, "steps_per_epoch": 100, "device": "cpu
 def run_case(name: str, settings: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Compress with ``settings``, then score the model on the test sets; returns the table row."""
     teacher, digest = load_teacher(args.teacher, args.out / ".downloads")
-    config = CompressConfig.model_validate({"finetune": FINETUNE, **settings})
+    config = CompressConfig.model_validate({"finetune": {**FINETUNE, "lr": args.lr}, **settings})
     started = time.perf_counter()
     record = compress(Job(teacher, args.teacher, digest, config, args.patches, args.out / name, progress=False))
     seconds = time.perf_counter() - started
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--test", type=Path, action="append", help="test folder (repeatable; default Set5, Set14)")
     parser.add_argument("--steps", type=int, default=300, help="distillation steps per case")
     parser.add_argument("--rounds", type=int, default=5, help="latency rounds (ranks)")
+    parser.add_argument("--lr", type=float, default=FINETUNE["lr"], help="fine-tuning lr (Adam)")
     args = parser.parse_args()
     if args.mode == "table":
         saved = json.loads(args.out.with_suffix(".json").read_text())

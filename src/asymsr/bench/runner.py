@@ -209,7 +209,8 @@ def _probe_peaks(config: BenchConfig, devices: Sequence[torch.device], log: Log)
     kernels (the probe is one) cannot run here.
     """
     on_cpu = any(device.type == "cpu" for device in devices)
-    if not (config.peak_gflops is None and config.measure_peak and on_cpu and native.unavailable_reason() is None):
+    peak_kernel = native.unavailable_reason("fma_peak") is None
+    if not (config.peak_gflops is None and config.measure_peak and on_cpu and peak_kernel):
         return None
     peaks = {str(count): measure_peak_gflops(count) for count in config.thread_list}
     log("CPU peak FP32 GFLOP/s by threads, probed before the timings: " + _peaks_text(peaks))
@@ -338,7 +339,8 @@ def _candidates(
     for fmt in formats:
         for name, model in base.items():
             candidates[f"{name}/{fmt}"] = (_copy_to(model, device, FORMATS[fmt]), fmt)
-    if row_kernel and device.type == "cpu" and "channels_last" in formats and native.unavailable_reason() is None:
+    row_kernel = row_kernel and native.unavailable_reason("rowconv") is None
+    if row_kernel and device.type == "cpu" and "channels_last" in formats:
         for name, source in ROW_VARIANTS.items():  # the row kernel reads channels_last only
             candidates[f"{name}/channels_last"] = (rowkernel.RowKernelVDSR(base[source]), "channels_last")
     return candidates

@@ -77,7 +77,7 @@ def dihedral(batch: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
 
 
 class PatchBatches(Dataset):
-    """The batches of one epoch; item i is ``(inputs, labels)``, each float32 (B, 1, P, P).
+    """The batches of one epoch; item i is ``(inputs, labels, scales)``: float32 (B, 1, P, P) twice, int64 (B,).
 
     Arrays are memory-mapped lazily in each process, so the dataset is cheap to send to
     DataLoader workers.
@@ -87,28 +87,26 @@ class PatchBatches(Dataset):
         self.folder = Path(folder)
         self.indices = indices
         self.transforms = transforms
-        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _open(self) -> tuple[np.ndarray, np.ndarray]:
+    def _open(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._arrays is None:
-            self._arrays = (
-                np.load(self.folder / "inputs.npy", mmap_mode="r"),
-                np.load(self.folder / "labels.npy", mmap_mode="r"),
-            )
+            self._arrays = tuple(np.load(self.folder / name, mmap_mode="r") for name in ARRAYS)  # type: ignore[assignment]
         return self._arrays
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": None}
 
-    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs, labels = self._open()
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inputs, labels, scales = self._open()
         indices = self.indices[step].numpy()
         order = np.argsort(indices)  # read the memory map in ascending order
         restore = np.argsort(order)
         batch_in = torch.from_numpy(inputs[indices[order]].astype(np.float32)[restore])
         batch_label = torch.from_numpy(labels[indices[order]].astype(np.float32)[restore])
         transforms = self.transforms[step]
-        return dihedral(batch_in, transforms)[:, None], dihedral(batch_label, transforms)[:, None]
+        batch_scales = torch.from_numpy(scales[indices].astype(np.int64))
+        return dihedral(batch_in, transforms)[:, None], dihedral(batch_label, transforms)[:, None], batch_scales

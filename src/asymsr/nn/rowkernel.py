@@ -152,7 +152,7 @@ def supports(model: VDSR) -> str | None:
         return f"{model.channels} channels is not a multiple of {CHANNEL_MULTIPLE}"
     if model.rank % CHANNEL_MULTIPLE:  # the 3x1's output is a row kernel output too
         return f"rank {model.rank} is not a multiple of {CHANNEL_MULTIPLE}"
-    return native.unavailable_reason()
+    return native.unavailable_reason("rowconv")
 
 
 class RowKernelVDSR(nn.Module):

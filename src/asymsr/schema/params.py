@@ -183,6 +183,13 @@ class DistillLoss(Config):
     teacher: float = Field(1.0, ge=0, description="MSE of the student's output to the teacher's")
     label: float = Field(0.0, ge=0, description="MSE of the student's output to the HR label")
     feature: float = Field(0.0, ge=0, description="mean MSE of each block's activation to the teacher's")
+    scale_balance: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="weigh each patch's output MSE by (teacher's MSE to HR at its scale) ** -scale_balance: "
+        "0 counts every patch alike, 1 makes a dB at x2 count as much as a dB at x4",
+    )
 
     @model_validator(mode="after")
     def _some_loss(self) -> DistillLoss:

@@ -205,6 +205,7 @@ class CompressionRecord(Record):
     teacher_parameters: int
     steps: int
     loss: dict[str, float]
+    scale_weights: dict[str, float] | None = None  # each scale's loss weight (loss.scale_balance > 0)
     layers: list[LayerFitRecord]
     history: list[CompressionStep]
     finished: bool = False  # False while (or if) the fine-tuning has not ended

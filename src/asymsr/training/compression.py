@@ -35,7 +35,7 @@ from asymsr.nn.models import VDSR
 from asymsr.schema.params import CompressConfig, TrainConfig
 from asymsr.schema.records import CompressionRecord, CompressionStep, LayerFitRecord
 from asymsr.sr.protocol import TestPair
-from asymsr.training.distill import Distillation
+from asymsr.training.distill import Distillation, scale_weights
 from asymsr.training.loop import EpochCallback, load_validation_pairs, train, validation_psnr
 from asymsr.training.refit import refit
 
@@ -67,6 +67,26 @@ class Job:
     def judge(self) -> _Judge:
         """The teacher's outputs on the held-out patches, computed once for every step's comparison."""
         return _Judge.of(self, resolve_device(self.finetune.device))
+
+    @cached_property
+    def per_scale(self) -> dict[int, float] | None:
+        """The loss's weight of each scale (``loss.scale_balance``), from the teacher's error on the
+        refit's patches; None when the balance is 0."""
+        balance = self.config.loss.scale_balance
+        if balance == 0:
+            return None
+        chosen = _draw(self, 0)
+        inputs, labels = (_rows(self.patches / name, chosen) for name in ("inputs.npy", "labels.npy"))
+        scales = np.load(self.patches / "scales.npy", mmap_mode="r")
+        outputs = _batched(self.teacher, inputs, resolve_device(self.finetune.device))
+        errors = (outputs - labels).square().flatten(1).mean(dim=1)
+        drawn = torch.from_numpy(scales[chosen].astype(np.int64))
+        counts = dict(zip(*np.unique(scales, return_counts=True), strict=True))
+        present = [int(scale) for scale in counts if (drawn == int(scale)).any()]
+        if len(present) < len(counts):  # a scale the sample missed would get no weight at all
+            raise ValueError(f"{self.patches}: the {len(chosen)} refit patches miss a scale; raise refit_patches")
+        measured = {scale: float(errors[drawn == scale].mean()) for scale in present}
+        return scale_weights(measured, {int(k): int(v) for k, v in counts.items()}, balance)
 
 
 def check_before_start(patches: Path, out: Path, resume: bool) -> None:
@@ -153,27 +173,43 @@ class _Judge:
 
     inputs: torch.Tensor
     targets: torch.Tensor
+    weights: torch.Tensor  # (N,) each patch's weight in the loss (all 1 without scale_balance)
 
     @classmethod
     def of(cls, job: Job, device: torch.device) -> _Judge:
-        inputs = cls.sample(job, 1)
+        chosen = _draw(job, 1)
+        inputs = _rows(job.patches / "inputs.npy", chosen)
+        weights = torch.ones(len(chosen))
+        if job.per_scale is not None:
+            scales = np.load(job.patches / "scales.npy", mmap_mode="r")[chosen]
+            weights = torch.tensor([job.per_scale[int(scale)] for scale in scales])
         with torch.no_grad():
-            return cls(inputs, _batched(job.teacher, inputs, device))
+            return cls(inputs, _batched(job.teacher, inputs, device), weights)
 
     @staticmethod
     def sample(job: Job, part: int) -> torch.Tensor:
-        """Part 0 (the refit's) or 1 (the judge's) of a seeded draw of 2 x ``refit_patches`` patches."""
-        count = read_manifest(job.patches)["count"]
-        generator = torch.Generator().manual_seed(job.finetune.seed)
-        order = torch.randperm(count, generator=generator)
-        size = min(job.config.refit_patches, count // 2) or 1
-        chosen = np.sort(order[part * size : (part + 1) * size].numpy())
-        inputs = np.load(job.patches / "inputs.npy", mmap_mode="r")
-        return torch.from_numpy(inputs[chosen].astype(np.float32))[:, None]
+        """The inputs of part 0 (the refit's) or 1 (the judge's) of the draw (:func:`_draw`)."""
+        return _rows(job.patches / "inputs.npy", _draw(job, part))
 
     def mse(self, model: VDSR | None, device: torch.device) -> float:
+        """The output's MSE to the teacher's, weighted per patch as the loss weighs it."""
         outputs = self.inputs if model is None else _batched(model, self.inputs, device)
-        return float(nn.functional.mse_loss(outputs, self.targets))
+        per_patch = (outputs - self.targets).square().flatten(1).mean(dim=1)
+        return float((self.weights * per_patch).mean())
+
+
+def _draw(job: Job, part: int) -> np.ndarray:
+    """Part 0 (the refit's) or 1 (the judge's) of a seeded draw of 2 x ``refit_patches`` patch indices, sorted."""
+    count = read_manifest(job.patches)["count"]
+    generator = torch.Generator().manual_seed(job.finetune.seed)
+    order = torch.randperm(count, generator=generator)
+    size = min(job.config.refit_patches, count // 2) or 1
+    return np.sort(order[part * size : (part + 1) * size].numpy())
+
+
+def _rows(array: Path, chosen: np.ndarray) -> torch.Tensor:
+    """Rows ``chosen`` of a (N, P, P) patch array as float32 (n, 1, P, P)."""
+    return torch.from_numpy(np.load(array, mmap_mode="r")[chosen].astype(np.float32))[:, None]
 
 
 @torch.no_grad()
@@ -210,7 +246,8 @@ def _distil(job: Job, student: VDSR | None, resume: bool) -> VDSR:
     made: list[Distillation] = []
 
     def objective(criterion: nn.Module, model: VDSR) -> Distillation:
-        made.append(Distillation(criterion, teacher.to(next(model.parameters()).device), model, job.config.loss))
+        device = next(model.parameters()).device
+        made.append(Distillation(criterion, teacher.to(device), model, job.config.loss, job.per_scale))
         return made[-1]
 
     try:
@@ -259,6 +296,7 @@ def _record(job: Job, student: VDSR, finished: bool) -> CompressionRecord:
         teacher_parameters=job.teacher.parameter_count(),
         steps=job.config.steps,
         loss=job.config.loss.model_dump(),
+        scale_weights=None if job.per_scale is None else {str(k): v for k, v in sorted(job.per_scale.items())},
         layers=job.layers,
         history=list(job.history),
         finished=finished,

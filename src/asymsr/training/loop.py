@@ -77,7 +77,10 @@ class Objective:
     def __init__(self, criterion: nn.Module) -> None:
         self.criterion = criterion
 
-    def __call__(self, network: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, network: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, scales: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The loss of one batch; ``scales`` (B,) is each patch's scale factor."""
         return self.criterion(network(inputs).float(), labels)
 
     def key(self) -> dict[str, Any]:
@@ -323,19 +326,22 @@ def _loader(session: _Session, epoch: int, count: int) -> tuple[DataLoader, int]
     return loader, len(indices)
 
 
-def _feed(session: _Session, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch of (inputs, labels) on the device, inputs in the configured memory format."""
-    inputs, labels = (tensor.to(session.device, non_blocking=True) for tensor in batch)
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs, labels, scales
+
+
+def _feed(session: _Session, batch: Batch) -> Batch:
+    """One batch of (inputs, labels, scales) on the device, inputs in the configured memory format."""
+    inputs, labels, scales = (tensor.to(session.device, non_blocking=True) for tensor in batch)
     if session.config.channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    return inputs, labels
+    return inputs, labels, scales
 
 
-def _optimize(session: _Session, inputs: torch.Tensor, labels: torch.Tensor, lr: float, epoch: int) -> float:
+def _optimize(session: _Session, batch: Batch, lr: float, epoch: int) -> float:
     """One optimiser step; returns the loss over all ranks (raises on NaN or infinity, on every rank)."""
     config = session.config
     with torch.autocast(device_type=session.device.type, dtype=torch.float16, enabled=session.scaler.is_enabled()):
-        loss = session.objective(session.network, inputs, labels)
+        loss = session.objective(session.network, *batch)
     global_loss = session.where.all_reduce(loss, config.loss_reduction)  # every rank sees the same value
     if not torch.isfinite(global_loss):
         last = session.checkpoint_path if session.checkpoint_path.exists() else "none yet"
@@ -362,7 +368,7 @@ def _run_epoch(session: _Session, epoch: int, count: int) -> EpochRecord:
     total_loss = 0.0
     bar = tqdm(loader, desc=f"{config.arch} epoch {epoch + 1}/{config.epochs}", unit="step", disable=not session.show)
     for batch_index, batch in enumerate(bar):
-        total_loss += _optimize(session, *_feed(session, batch), lr, epoch)
+        total_loss += _optimize(session, _feed(session, batch), lr, epoch)
         elapsed = time.perf_counter() - started
         rate = (batch_index + 1) * config.batch_size / elapsed
         bar.set_postfix(loss=f"{total_loss / (batch_index + 1):.5f}", patches_s=f"{rate:.0f}")

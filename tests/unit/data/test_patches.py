@@ -53,15 +53,17 @@ def test_dihedral_matches_the_documented_transforms():
 
 
 def test_every_item_of_a_batch_is_its_stored_pair_under_one_transform(patch_folder):
-    """Item b of step s is (inputs[i], labels[i]) for i = indices[s, b], both under transforms[s, b]."""
+    """Item b of step s is (inputs[i], labels[i], scales[i]) for i = indices[s, b], images under transforms[s, b]."""
     stored_inputs = np.load(patch_folder / "inputs.npy").astype(np.float32)
     stored_labels = np.load(patch_folder / "labels.npy").astype(np.float32)
+    stored_scales = np.load(patch_folder / "scales.npy")
     indices, transforms = epoch_plan(len(stored_inputs), 8, seed=2, epoch=0, steps=4)
     assert len(set(transforms.flatten().tolist())) == 8  # the plan exercises every transform
     batches = PatchBatches(patch_folder, indices, transforms)
     for step in range(len(batches)):
-        inputs, labels = batches[step]
+        inputs, labels, scales = batches[step]
         assert inputs.shape == labels.shape == (8, 1, 21, 21) and inputs.dtype == labels.dtype == torch.float32
+        assert scales.tolist() == stored_scales[indices[step].numpy()].tolist()
         for item, (index, t) in enumerate(zip(indices[step].tolist(), transforms[step].tolist(), strict=True)):
             assert np.array_equal(inputs[item, 0].numpy(), transformed(stored_inputs[index], t)), (step, item)
             assert np.array_equal(labels[item, 0].numpy(), transformed(stored_labels[index], t)), (step, item)
@@ -88,8 +90,8 @@ def test_loader_workers_deliver_the_same_batches(patch_folder):
     direct = [batches[i] for i in range(len(batches))]
     loaded = list(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=2))
     assert len(loaded) == 4
-    for (a_in, a_label), (b_in, b_label) in zip(direct, loaded, strict=True):
-        assert torch.equal(a_in, b_in) and torch.equal(a_label, b_label)
+    for direct_batch, loaded_batch in zip(direct, loaded, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(direct_batch, loaded_batch, strict=True))
 
 
 def test_a_pickled_loader_carries_no_array_data(patch_folder):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 from pathlib import Path
 
@@ -109,6 +110,24 @@ def test_builds_are_cached_by_source_and_a_failing_compiler_is_reported(
     assert not list((tmp_path / "cache" / "kernels").glob("*.tmp"))  # no half-written library left
     monkeypatch.setenv(native.DISABLE_ENV, "1")
     with pytest.raises(native.NativeUnavailable, match="disabled by ASYMSR_NO_NATIVE"):
+        native.build("rowconv")
+
+
+@needs_native
+def test_prebuilt_kernels_serve_a_machine_without_a_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image's runtime stage has no compiler: the builder's prebuilt libraries are used instead."""
+    monkeypatch.setenv(native.PREBUILT_ENV, str(tmp_path / "prebuilt"))
+    monkeypatch.setenv("ASYMSR_CACHE", str(tmp_path / "cache"))
+    built = native.prebuild()
+    assert sorted(path.name.split("-")[0] for path in built) == ["fma_peak", "rowconv"]
+    monkeypatch.setenv("CC", "no-such-compiler")
+    assert native.compiler() is None and native.unavailable_reason("rowconv") is None
+    assert native.build("rowconv") in built and not (tmp_path / "cache").exists()  # nothing compiled
+    assert ctypes.CDLL(str(native.build("rowconv")))  # a loadable library
+    for library in built:
+        library.unlink()
+    assert "no C compiler found and no prebuilt rowconv" in native.unavailable_reason("rowconv")
+    with pytest.raises(native.NativeUnavailable, match="no prebuilt rowconv"):
         native.build("rowconv")
 
 

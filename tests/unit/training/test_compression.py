@@ -193,3 +193,62 @@ def test_finetune_config_splits_the_steps_into_epochs():
     assert (short.epochs, short.steps_per_epoch) == (1, 30)
     assert CompressConfig(steps=0).finetune_config().epochs == 0
     assert CompressConfig(steps=250, finetune={"steps_per_epoch": 100}).finetune_config().epochs == 3
+
+
+def test_scale_weights_follow_the_teachers_error_and_average_to_one():
+    from asymsr.training.distill import scale_weights
+
+    errors, counts = {2: 1.0, 3: 2.0, 4: 4.0}, {2: 10, 3: 30, 4: 60}
+    assert scale_weights(errors, counts, 0.0) == {2: 1.0, 3: 1.0, 4: 1.0}
+    full = scale_weights(errors, counts, 1.0)
+    assert full[2] / full[4] == pytest.approx(4.0) and full[3] / full[4] == pytest.approx(2.0)
+    assert sum(full[s] * counts[s] for s in counts) / sum(counts.values()) == pytest.approx(1.0)
+    half = scale_weights(errors, counts, 0.5)
+    assert half[2] / half[4] == pytest.approx(2.0)
+
+
+def test_per_scale_distillation_weighs_each_patch_by_its_scale():
+    big, student = teacher(2), build("asym_vdsr", depth=5, channels=16, rank=4)
+    loss = DistillLoss(teacher=1.0, label=0.5, scale_balance=1.0)
+    per_scale = {2: 3.0, 4: 0.5}
+    objective = Distillation(torch.nn.MSELoss(), big, student, loss, per_scale)
+    inputs, labels, scales = torch.rand(3, 1, 9, 9), torch.rand(3, 1, 9, 9), torch.tensor([2, 4, 2])
+    got = objective(student, inputs, labels, scales)
+    with torch.no_grad():
+        output, target = student(inputs), big(inputs)
+    weights = torch.tensor([3.0, 0.5, 3.0])
+
+    def weighted(a, b):
+        return (weights * ((a - b) ** 2).mean(dim=(1, 2, 3))).mean()
+
+    assert torch.allclose(got, weighted(output, target) + 0.5 * weighted(output, labels), rtol=1e-5)
+    assert objective.key()["per_scale"] == {"2": 3.0, "4": 0.5}
+    with pytest.raises(ValueError, match="need each patch's scale"):
+        objective(student, inputs, labels)
+
+
+def test_scale_balance_weighs_the_loss_and_the_judge_alike(patch_folder, tmp_path):
+    """With scale_balance 1, each scale's weight is the inverse of the teacher's error there on the
+    refit's patches, and the keep rule judges the held-out patches with the same weights."""
+    import numpy as np
+
+    from asymsr.training.compression import _draw
+
+    work = job(patch_folder, tmp_path / "c", steps=2, refit_patches=24, loss={"teacher": 1.0, "scale_balance": 1.0})
+    weights = work.per_scale
+    scales = np.load(patch_folder / "scales.npy")
+    assert weights is not None and sorted(weights) == sorted(set(scales.tolist()))
+    assert sum(weights[int(s)] for s in scales) / len(scales) == pytest.approx(1.0)
+    chosen = _draw(work, 0)
+    inputs = torch.from_numpy(np.load(patch_folder / "inputs.npy")[chosen].astype(np.float32))[:, None]
+    labels = torch.from_numpy(np.load(patch_folder / "labels.npy")[chosen].astype(np.float32))[:, None]
+    with torch.no_grad():
+        errors = ((teacher()(inputs) - labels) ** 2).mean(dim=(1, 2, 3))
+    error = {s: float(errors[torch.from_numpy(scales[chosen] == s)].mean()) for s in weights}
+    assert weights[2] / weights[4] == pytest.approx(error[4] / error[2], rel=1e-4)
+    held_out = scales[_draw(work, 1)]
+    assert work.judge.weights.tolist() == pytest.approx([weights[int(s)] for s in held_out])
+    record = compress(work)
+    assert record.history[-1].name == "distilled" and record.loss["scale_balance"] == 1.0
+    assert record.scale_weights == {str(s): w for s, w in weights.items()}
+    assert job(patch_folder, tmp_path / "d").per_scale is None

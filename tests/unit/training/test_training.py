@@ -59,7 +59,7 @@ def replay(config: TrainConfig, patches) -> tuple[dict[str, torch.Tensor], list[
         lr = optimizer.param_groups[0]["lr"]
         indices, transforms = epoch_plan(count, config.batch_size, config.seed, epoch, config.steps_per_epoch)
         losses = []
-        for inputs, labels in PatchBatches(patches, indices, transforms):
+        for inputs, labels, _scales in PatchBatches(patches, indices, transforms):
             loss = criterion(model(inputs), labels)
             optimizer.zero_grad()
             loss.backward()
