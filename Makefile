@@ -7,7 +7,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 
-.PHONY: install install-dev run test test-fast lint deps ui image clean
+.PHONY: install install-dev run test test-fast lint deps ui image image-offline wheelhouse clean
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
@@ -64,6 +64,29 @@ BASE_IMAGE ?= pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
 image:
 	@command -v docker >/dev/null 2>&1 || { echo "make image: 'docker' was not found on PATH; install Docker (or a docker-compatible CLI) to build $(IMAGE)" >&2; exit 1; }
 	docker build -f components/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+
+# The same image without a registry (air-gapped sites, this project's machines):
+# components/Dockerfile.offline on two local Debian bases (tools/image_bases.sh: debootstrap +
+# docker import, made once) with every Python package from a host wheelhouse. The build context is
+# a tar of exactly what the Dockerfile copies, so no .dockerignore is involved.
+WHEELHOUSE ?= build/wheelhouse
+OFFLINE_BASE ?= asymsr-base:bookworm
+OFFLINE_BUILDER ?= asymsr-builder:bookworm
+OFFLINE_CONTEXT = components/Dockerfile.offline pyproject.toml constraints.txt README.md src profiles
+
+$(WHEELHOUSE)/.complete: pyproject.toml constraints.txt | $(VENV)/.installed
+	$(PY) -m pip wheel -q -w $(WHEELHOUSE) -c constraints.txt "$(TORCH_SPEC)" ".[pipeline,kubeflow]"
+	rm -f $(WHEELHOUSE)/asymsr-*.whl  # the package itself is installed from src/ in the image
+	touch $@
+wheelhouse: $(WHEELHOUSE)/.complete
+
+image-offline: $(WHEELHOUSE)/.complete
+	@command -v docker >/dev/null 2>&1 || { echo "make image-offline: 'docker' was not found on PATH (apt-get install docker.io)" >&2; exit 1; }
+	tools/image_bases.sh $(OFFLINE_BASE) $(OFFLINE_BUILDER)
+	tar --exclude=__pycache__ --exclude='*.egg-info' -cf - $(OFFLINE_CONTEXT) -C $(dir $(WHEELHOUSE)) $(notdir $(WHEELHOUSE)) \
+		| DOCKER_BUILDKIT=0 docker build -q -f components/Dockerfile.offline --build-arg BASE_IMAGE=$(OFFLINE_BASE) \
+			--build-arg BUILDER_IMAGE=$(OFFLINE_BUILDER) --build-arg WHEELHOUSE=$(notdir $(WHEELHOUSE)) -t $(IMAGE) -
+	@docker image inspect -f '$(IMAGE): {{.Size}} bytes' $(IMAGE)
 
 clean:
 	rm -rf data models mlruns .dvc/cache .dvc/tmp
