@@ -89,5 +89,7 @@ def test_transfer_profile_pins_the_published_teacher_and_compresses_it():
     assert transfer.data.test == ["Set5", "Set14", "B100", "Urban100"]
     finetune = transfer.compress.finetune_config()
     assert transfer.compress.rank == 64
-    assert finetune.epochs * finetune.steps_per_epoch == transfer.compress.steps == 2000
+    assert finetune.epochs * finetune.steps_per_epoch == transfer.compress.steps  # whole epochs, no rounding up
+    assert finetune.lr_step_epochs < finetune.epochs  # the reduced lr is reached within the budget
+    assert transfer.compress.loss.scale_balance == 1.0 and transfer.compress.loss.teacher > 0
     assert transfer.registry.runs() == ["asym_vdsr", "asym_vdsr_compressed"]
