@@ -103,8 +103,9 @@ def build(name: str) -> Path:
     source = SOURCES / f"{name}.c"
     if not source.is_file():
         raise NativeUnavailable(f"native kernel {name!r} unavailable: its source {source} is missing")
-    if _prebuilt(name).is_file():
-        return _prebuilt(name)
+    prebuilt = _prebuilt(name)
+    if prebuilt.is_file():
+        return prebuilt
     return _compile(source, cache_dir() / f"{name}-{_source_digest(source, str(compiler()))}.so")
 
 

@@ -35,7 +35,7 @@ from asymsr.nn.models import VDSR
 from asymsr.schema.params import CompressConfig, TrainConfig
 from asymsr.schema.records import CompressionRecord, CompressionStep, LayerFitRecord
 from asymsr.sr.protocol import TestPair
-from asymsr.training.distill import Distillation, scale_weights
+from asymsr.training.distill import Distillation, patch_mse, patch_weights, scale_weights
 from asymsr.training.loop import EpochCallback, load_validation_pairs, train, validation_psnr
 from asymsr.training.refit import refit
 
@@ -79,7 +79,7 @@ class Job:
         inputs, labels = (_rows(self.patches / name, chosen) for name in ("inputs.npy", "labels.npy"))
         scales = np.load(self.patches / "scales.npy", mmap_mode="r")
         outputs = _batched(self.teacher, inputs, resolve_device(self.finetune.device))
-        errors = (outputs - labels).square().flatten(1).mean(dim=1)
+        errors = patch_mse(outputs, labels)
         drawn = torch.from_numpy(scales[chosen].astype(np.int64))
         counts = dict(zip(*np.unique(scales, return_counts=True), strict=True))
         present = [int(scale) for scale in counts if (drawn == int(scale)).any()]
@@ -182,7 +182,7 @@ class _Judge:
         weights = torch.ones(len(chosen))
         if job.per_scale is not None:
             scales = np.load(job.patches / "scales.npy", mmap_mode="r")[chosen]
-            weights = torch.tensor([job.per_scale[int(scale)] for scale in scales])
+            weights = patch_weights(job.per_scale, torch.from_numpy(scales.astype(np.int64)))
         with torch.no_grad():
             return cls(inputs, _batched(job.teacher, inputs, device), weights)
 
@@ -194,8 +194,7 @@ class _Judge:
     def mse(self, model: VDSR | None, device: torch.device) -> float:
         """The output's MSE to the teacher's, weighted per patch as the loss weighs it."""
         outputs = self.inputs if model is None else _batched(model, self.inputs, device)
-        per_patch = (outputs - self.targets).square().flatten(1).mean(dim=1)
-        return float((self.weights * per_patch).mean())
+        return float((self.weights * patch_mse(outputs, self.targets)).mean())
 
 
 def _draw(job: Job, part: int) -> np.ndarray:

@@ -48,6 +48,19 @@ class _Recorder:
         return taken
 
 
+def patch_mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each patch's mean squared error, (N, ...) -> (N,)."""
+    return (output - target).square().flatten(1).mean(dim=1)
+
+
+def patch_weights(per_scale: dict[int, float], scales: torch.Tensor) -> torch.Tensor:
+    """The weight of each patch, (N,), from its scale (``scales``, int (N,)) and the per-scale weights."""
+    table = torch.zeros(max(per_scale) + 1, device=scales.device)
+    for scale, weight in per_scale.items():
+        table[scale] = weight
+    return table[scales]
+
+
 def scale_weights(errors: dict[int, float], counts: dict[int, int], balance: float) -> dict[int, float]:
     """Per-scale weights ``error ** -balance``, scaled so that their mean over the patches is 1.
 
@@ -112,14 +125,10 @@ class Distillation(Objective):
             return nn.functional.mse_loss
         if scales is None:
             raise ValueError("per-scale weights need each patch's scale")
-        table = torch.zeros(max(self.per_scale) + 1, device=scales.device)
-        for scale, weight in self.per_scale.items():
-            table[scale] = weight
-        patch_weights = table[scales]
+        weights = patch_weights(self.per_scale, scales)
 
         def weighted(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            per_patch = (output - target).square().flatten(1).mean(dim=1)
-            return (patch_weights * per_patch).mean()
+            return (weights * patch_mse(output, target)).mean()
 
         return weighted
 
