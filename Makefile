@@ -34,7 +34,7 @@ LINTED = src tests benchmarks pipelines components tools
 # (pytest-xdist; most of the slow tests wait on subprocesses: dvc, kfp.local, torchrun, MLflow).
 TEST_WORKERS ?= 2
 test: install-dev lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup tests
 
 # The edit loop: lint and the unit tests only (tests/unit).
 test-fast: install-dev lint
@@ -69,13 +69,19 @@ image:
 # components/Dockerfile.offline on two local Debian bases (tools/image_bases.sh: debootstrap +
 # docker import, made once) with every Python package from a host wheelhouse. The build context is
 # a tar of exactly what the Dockerfile copies, so no .dockerignore is involved.
-WHEELHOUSE ?= build/wheelhouse
+# The wheelhouse lives in a cache outside the clone, named by the hash of the dependency pins, so
+# fresh clones on one machine share it and a change of the pins makes a new one.
+ASYMSR_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/asymsr
+DEPS_KEY := $(shell printf '%s' "$(TORCH_SPEC)" | cat - pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+WHEELHOUSE ?= $(ASYMSR_CACHE)/wheelhouse-$(DEPS_KEY)
 OFFLINE_BASE ?= asymsr-base:bookworm
 OFFLINE_BUILDER ?= asymsr-builder:bookworm
 OFFLINE_CONTEXT = components/Dockerfile.offline pyproject.toml constraints.txt README.md src profiles
 
-$(WHEELHOUSE)/.complete: pyproject.toml constraints.txt | $(VENV)/.installed
-	$(PY) -m pip wheel -q -w $(WHEELHOUSE) -c constraints.txt "$(TORCH_SPEC)" ".[pipeline,kubeflow]"
+# pip inside the build needs the build backend of pyproject.toml too, as wheels (no index there)
+BUILD_REQUIRES = $$($(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"])')
+$(WHEELHOUSE)/.complete: | $(VENV)/.installed
+	$(PY) -m pip wheel -q -w $(WHEELHOUSE) -c constraints.txt "$(TORCH_SPEC)" ".[pipeline,kubeflow]" $(BUILD_REQUIRES)
 	rm -f $(WHEELHOUSE)/asymsr-*.whl  # the package itself is installed from src/ in the image
 	touch $@
 wheelhouse: $(WHEELHOUSE)/.complete

@@ -13,15 +13,20 @@ The image is ``$ASYMSR_IMAGE`` at compile time (default below); build it with ``
 (``components/Dockerfile``). Nothing is installed at run time: the image has the project.
 """
 
+import functools
 import os
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 IMAGE = os.environ.get("ASYMSR_IMAGE", "ghcr.io/asymsr/asymsr:0.1.0")
+# The image already holds kfp (the `kubeflow` extra): without install_kfp_package=False every task
+# would start with `pip install kfp==<compiler's version>`, which needs PyPI from the node and
+# minutes, and fails on an air-gapped cluster.
+component = functools.partial(dsl.component, base_image=IMAGE, install_kfp_package=False)
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def resolve_params(profile: str, overrides_json: str, params: Output[Artifact]) -> str:
     """The run's params.yaml: a profile of the image with JSON overrides, validated (``asymsr profile``)."""
     from asymsr.stages import profile as stage
@@ -31,7 +36,7 @@ def resolve_params(profile: str, overrides_json: str, params: Output[Artifact]) 
     return result.experiment
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def start_tracking(params: Input[Artifact], mlflow_tracking_uri: str, run_name: str, run: Output[Artifact]) -> None:
     """The MLflow parent run of this pipeline run (``asymsr start-run``); ``run`` goes to every later step."""
     from asymsr.stages import start_run as stage
@@ -47,7 +52,7 @@ def start_tracking(params: Input[Artifact], mlflow_tracking_uri: str, run_name: 
     run.metadata.update({"parent_run_id": result.parent_run_id, "experiment": result.experiment})
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def tune_slots(architectures: list, count: int) -> list:
     """The architecture of every tune worker: each one ``count`` times (workers of one study are alike)."""
     if count < 1:
@@ -55,7 +60,7 @@ def tune_slots(architectures: list, count: int) -> list:
     return [arch for arch in architectures for _ in range(count)]
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def fetch_and_validate(params: Input[Artifact], data: Output[Dataset], validation: Output[Artifact]) -> None:
     """Every dataset of params into ``data/<name>``, each checked (``asymsr fetch`` + ``asymsr validate images``)."""
     from pathlib import Path
@@ -72,7 +77,7 @@ def fetch_and_validate(params: Input[Artifact], data: Output[Dataset], validatio
     data.metadata.update({"images": counts})
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def prepare_patches(params: Input[Artifact], data: Input[Dataset], patches: Output[Dataset]) -> None:
     """Cut the training set into patches and validate them (``asymsr prepare`` + ``asymsr validate patches``)."""
     from pathlib import Path
@@ -87,7 +92,7 @@ def prepare_patches(params: Input[Artifact], data: Input[Dataset], patches: Outp
     patches.metadata.update({"patches": result.count, "per_scale": result.counts_per_scale})
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def tune(
     params: Input[Artifact],
     arch: str,
@@ -129,7 +134,7 @@ def tune(
     best.log_metric("counted_trials", summary.counted)
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def train(
     params: Input[Artifact],
     arch: str,
@@ -165,7 +170,7 @@ def train(
     model.metadata.update({"arch": arch, "framework": "pytorch", "bytes": result.model.stat().st_size})
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def compress(
     params: Input[Artifact],
     models: Input[list[Model]],
@@ -209,7 +214,7 @@ def compress(
     )
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def evaluate_model(
     params: Input[Artifact],
     arch: str,
@@ -235,7 +240,7 @@ def evaluate_model(
     Path(table.path).write_text(out.with_suffix(".md").read_text())
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def evaluate_bicubic(
     params: Input[Artifact], data: Input[Dataset], evaluation: Output[Artifact], table: Output[Markdown]
 ) -> None:
@@ -250,7 +255,7 @@ def evaluate_bicubic(
     Path(table.path).write_text(out.with_suffix(".md").read_text())
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def report(
     params: Input[Artifact],
     data: Input[Dataset],
@@ -293,7 +298,7 @@ def report(
     comparison.metadata.update({"files": [str(path.relative_to(out)) for path in result.written]})
 
 
-@dsl.component(base_image=IMAGE)
+@component
 def register(
     params: Input[Artifact],
     data: Input[Dataset],
@@ -316,31 +321,33 @@ def register(
 
     parent = use_run_context(run.path)
     # the stage reads <models>/<arch>/, <metrics>/<arch>.json and <tune>/<arch>/study.json: link the artifacts so
-    layout = Path(tempfile.mkdtemp(prefix="asymsr-register-"))
-    for item in [*models, compressed]:
-        (layout / "models").mkdir(exist_ok=True)
-        (layout / "models" / item.metadata["arch"]).symlink_to(item.path)
-    for item in [*evaluations, compressed_evaluation]:
-        (layout / "metrics").mkdir(exist_ok=True)
-        for source in Path(item.path).iterdir():
-            (layout / "metrics" / source.name).symlink_to(source)
-    for item in studies:
-        (layout / "tune").mkdir(exist_ok=True)
-        (layout / "tune" / item.metadata["arch"]).symlink_to(item.path)
-    reports = sorted(path for path in Path(comparison.path).rglob("*") if path.suffix in (".md", ".png"))
-    args = stage.Args(
-        params=params.path,
-        models_root=layout / "models",
-        metrics_root=layout / "metrics",
-        tune_root=layout / "tune",
-        data_root=data.path,
-        report=reports,
-        out=layout / "registry.json",
-        parent_run_id=parent,
-        finish_parent=True,
-        tag=["orchestrator=kubeflow"],
-    )
-    record = stage.run(args).record
+    # (a folder of links; removed afterwards: the links point into the artifacts, which stay)
+    with tempfile.TemporaryDirectory(prefix="asymsr-register-") as folder:
+        layout = Path(folder)
+        for item in [*models, compressed]:
+            (layout / "models").mkdir(exist_ok=True)
+            (layout / "models" / item.metadata["arch"]).symlink_to(item.path)
+        for item in [*evaluations, compressed_evaluation]:
+            (layout / "metrics").mkdir(exist_ok=True)
+            for source in Path(item.path).iterdir():
+                (layout / "metrics" / source.name).symlink_to(source)
+        for item in studies:
+            (layout / "tune").mkdir(exist_ok=True)
+            (layout / "tune" / item.metadata["arch"]).symlink_to(item.path)
+        reports = sorted(path for path in Path(comparison.path).rglob("*") if path.suffix in (".md", ".png"))
+        args = stage.Args(
+            params=params.path,
+            models_root=layout / "models",
+            metrics_root=layout / "metrics",
+            tune_root=layout / "tune",
+            data_root=data.path,
+            report=reports,
+            out=layout / "registry.json",
+            parent_run_id=parent,
+            finish_parent=True,
+            tag=["orchestrator=kubeflow"],
+        )
+        record = stage.run(args).record
     decision.log_metric("promoted", 1.0 if record.decision.promote else 0.0)
     decision.log_metric("psnr_drop_db", record.decision.figures.psnr_drop_db)
     judged = {"candidate_run": record.candidate_run or ""}

@@ -4,8 +4,15 @@ beside the repository) skip with a message when it is absent, so a user's clone 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -146,9 +153,9 @@ def shift_psnr(output: ArchOutputs, delta_db: float) -> None:
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 
 
-@pytest.fixture
-def postgres_database() -> Iterator[str]:
-    """A new, empty database on the local PostgreSQL server; dropped afterwards."""
+@contextmanager
+def new_postgres_database() -> Iterator[str]:
+    """A new, empty database on the local PostgreSQL server, dropped on exit; yields its URL."""
     psycopg = pytest.importorskip("psycopg")
     try:
         admin = psycopg.connect(dbname="postgres", connect_timeout=5, autocommit=True, **POSTGRES)
@@ -157,7 +164,67 @@ def postgres_database() -> Iterator[str]:
     name = f"asymsr_test_{uuid.uuid4().hex[:12]}"
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A new, empty database on the local PostgreSQL server; dropped afterwards."""
+    with new_postgres_database() as url:
+        yield url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(postgres_database: str, s3_endpoint: str, tmp_path: Path) -> Iterator[str]:
+    """`mlflow server` on PostgreSQL + S3, started as a user would; yields its URI."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="mlflow-artifacts")
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    log = (tmp_path / "server.log").open("w")
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [
+            str(mlflow_cli), "server",
+            "--backend-store-uri", postgres_database,
+            "--artifacts-destination", "s3://mlflow-artifacts/artifacts",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail("mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+        time.sleep(0.5)
+    yield uri
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()

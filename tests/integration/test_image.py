@@ -219,3 +219,51 @@ def test_make_image_without_docker_says_so():
     result = subprocess.run([_make(), "image"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "'docker' was not found on PATH" in result.stderr
+
+
+OFFLINE = ROOT / "components" / "Dockerfile.offline"
+
+
+def stages(instructions: list[Instruction]) -> list[list[Instruction]]:
+    """The instructions of each build stage, FROM first (the global ARGs before the first FROM dropped)."""
+    out: list[list[Instruction]] = []
+    for ins in instructions:
+        if ins.keyword == "FROM":
+            out.append([])
+        if out:
+            out[-1].append(ins)
+    return out
+
+
+def test_offline_dockerfile_builds_from_local_bases_and_a_wheelhouse_only():
+    """components/Dockerfile.offline (make image-offline): nothing in it may need the network, the
+    wheels and the compiler stay in the builder stage, and the runtime stage gets a venv with the
+    prebuilt row kernel and runs as uid 1000. The build itself runs in test_kubeflow.py."""
+    builder, runtime = stages(parse_dockerfile(OFFLINE))
+    assert re.fullmatch(r"\$\{BUILDER_IMAGE\} AS builder", builder[0].arguments)
+    assert runtime[0].arguments == "${BASE_IMAGE}"
+    env = " ".join(ins.arguments for ins in builder if ins.keyword == "ENV")
+    assert "PIP_NO_INDEX=1" in env and "PIP_FIND_LINKS=/wheels" in env  # pip may use the wheelhouse only
+    builder_runs = " ".join(ins.arguments for ins in builder if ins.keyword == "RUN")
+    assert "python -m asymsr.nn.native --prebuild" in builder_runs
+    assert not [
+        ins for ins in runtime if ins.keyword == "RUN" and re.search(r"\b(pip|apt-get|curl|wget)\b", ins.arguments)
+    ]
+    copies = [ins.arguments for ins in runtime if ins.keyword == "COPY"]
+    assert "--from=builder /opt/venv /opt/venv" in copies and not [c for c in copies if "wheel" in c.lower()]
+    assert [ins.arguments for ins in runtime if ins.keyword == "USER"] == ["1000:1000"]
+    for ins in builder + runtime:
+        if ins.keyword in ("ENV", "ARG"):
+            names = [word.split("=", 1)[0].upper() for word in shlex.split(ins.arguments)]
+            assert not [n for n in names for word in CREDENTIAL_WORDS if word in n], ins
+
+    # every path it copies from the context is in the tar that `make image-offline` sends
+    sources = {s.rstrip("/") for ins in builder + runtime if ins.keyword == "COPY" for s in copy_sources(ins)}
+    dry = subprocess.run(
+        [_make(), "-n", "image-offline", "IMAGE=asymsr:t"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert dry.returncode == 0, dry.stderr
+    tar = next(line for line in dry.stdout.splitlines() if line.startswith("tar "))
+    context = set(tar.split(" -cf - ", 1)[1].split(" -C ")[0].split())
+    assert sources - {"${WHEELHOUSE}"} <= context, f"COPY sources missing from the build context: {sources - context}"
+    assert "--build-arg WHEELHOUSE=" in dry.stdout and "-f components/Dockerfile.offline" in dry.stdout

@@ -5,12 +5,8 @@ server on 127.0.0.1:5432, a fresh database per test) and artifacts on S3 (moto's
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,57 +16,6 @@ from asymsr.mlops.registry import CHAMPION, ArchOutputs, register_pipeline
 from asymsr.schema.params import RegisterConfig
 
 pytest.importorskip("mlflow")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(postgres_database: str, s3_endpoint: str, tmp_path: Path) -> Iterator[str]:
-    """`mlflow server` on PostgreSQL + S3, started as a user would; yields its URI."""
-    import boto3
-
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="mlflow-artifacts")
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
-    log = (tmp_path / "server.log").open("w")
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    server = subprocess.Popen(
-        [
-            str(mlflow_cli), "server",
-            "--backend-store-uri", postgres_database,
-            "--artifacts-destination", "s3://mlflow-artifacts/artifacts",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail("mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
-        time.sleep(0.5)
-    yield uri
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
 
 
 @pytest.mark.slow
