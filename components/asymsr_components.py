@@ -164,6 +164,7 @@ def train(
         out=model.path,
         processes="auto",
         parent_run_id=parent,
+        resume_from_run=True,  # a retry after a lost node continues from the last epoch
         quiet=True,
     )
     result = stage.run(args)
@@ -201,6 +202,7 @@ def compress(
         out=model.path,
         parent_run_id=use_run_context(run.path),
         run_name="asym_vdsr_compressed",  # the artifact's folder has a generated name
+        resume_from_run=True,  # a retry after a lost node continues from the last epoch
         quiet=True,
     )
     result = stage.run(args)

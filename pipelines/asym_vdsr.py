@@ -11,7 +11,7 @@
 Every component runs one stage of :mod:`asymsr.stages`, the same function as the matching
 ``asymsr`` command in ``dvc.yaml``; this file holds wiring, resources and secrets only. The
 promotion gate is the profile's ``register`` block (override it with ``params_overrides``, e.g.
-``{"register": {"max_psnr_drop": 0.3, "use_stages": true}}``).
+``{"register": {"max_psnr_drop": 0.3, "use_stages": false}}``).
 
 ``python -m pipelines.asym_vdsr`` compiles it to ``pipelines/asym_vdsr.yaml`` (committed; a
 test fails when it is stale). Credentials never travel as parameters: tasks that talk to S3 or
@@ -61,6 +61,18 @@ def _on_gpu(task: dsl.PipelineTask, accelerator: str, gpus: int, cpu: str, memor
     return task
 
 
+# Spot and preemptible GPU nodes go away: the long tasks are retried, with backoff (60 s, 120 s).
+# train and compress continue from the last epoch they mirrored to their MLflow run
+# (`resume_from_run`), tune workers from the shared study, evaluate simply runs again.
+RETRIES = 2
+RETRY_BACKOFF = {"backoff_duration": "60s", "backoff_factor": 2.0, "backoff_max_duration": "600s"}
+
+
+def retried(task: dsl.PipelineTask, retries: int = RETRIES, backoff: Any = RETRY_BACKOFF) -> dsl.PipelineTask:
+    """``task`` retried ``retries`` times after a failure, waiting as ``backoff`` says."""
+    return task.set_retry(num_retries=retries, **backoff)
+
+
 def build_pipeline(cluster: bool = True) -> Any:
     """The pipeline; ``cluster=False`` leaves out the GPU, CPU and memory requests and the GPU
     node placement, which ``kfp.local`` ignores and cannot resolve inside loops (the only difference)."""
@@ -70,7 +82,7 @@ def build_pipeline(cluster: bool = True) -> Any:
 
     def tuner(task: dsl.PipelineTask, accelerator: Any, gpus: Any) -> dsl.PipelineTask:
         kubernetes.use_secret_as_env(task, OPTUNA_SECRET, {"OPTUNA_STORAGE": "OPTUNA_STORAGE"}, optional=True)
-        return on_gpu(_credentials(task), accelerator, gpus)
+        return retried(on_gpu(_credentials(task), accelerator, gpus))
 
     @dsl.pipeline(name="asym-vdsr", description="Train, tune, compare and register VDSR and Asym_VDSR.")
     def asym_vdsr_pipeline(
@@ -135,7 +147,7 @@ def build_pipeline(cluster: bool = True) -> Any:
                 params=params.outputs["params"], arch=arch, data=data.outputs["data"], model=model.outputs["model"]
             )
             for task in (model, evaluation):
-                _credentials(on_gpu(task, accelerator, gpus_per_task))
+                retried(_credentials(on_gpu(task, accelerator, gpus_per_task)))
 
         compressed = c.compress(
             params=params.outputs["params"],
@@ -151,7 +163,7 @@ def build_pipeline(cluster: bool = True) -> Any:
             model=compressed.outputs["model"],
         )
         for task in (compressed, compressed_evaluation):
-            _credentials(on_gpu(task, accelerator, gpus_per_task))
+            retried(_credentials(on_gpu(task, accelerator, gpus_per_task)))
         extra = dict(
             compressed=compressed.outputs["model"], compressed_evaluation=compressed_evaluation.outputs["evaluation"]
         )

@@ -111,7 +111,7 @@ def test_mlflow_models_serve_answers_a_real_http_request(sqlite_store: str, tmp_
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "model.pt", model_payload("asym_vdsr", model))
     with mlflow.start_run():
-        uri = tracking.log_model(tmp_path / "model.pt", "asym_vdsr", {})
+        uri = tracking.log_model(tmp_path / "model.pt", "asym_vdsr", {}).model_uri
     version = mlflow.register_model(uri, "asym_vdsr")
     mlflow.MlflowClient().set_registered_model_alias("asym_vdsr", CHAMPION, version.version)
 
@@ -162,7 +162,7 @@ def test_a_tampered_model_description_is_refused_without_reading_elsewhere(sqlit
 
     save_checkpoint(tmp_path / "model.pt", model_payload("asym_vdsr", build("asym_vdsr", **TINY)))
     with mlflow.start_run():
-        uri = tracking.log_model(tmp_path / "model.pt", "asym_vdsr", {})
+        uri = tracking.log_model(tmp_path / "model.pt", "asym_vdsr", {}).model_uri
     assert tracking.load_logged_model(uri).block == "asymmetric"
     folder = Path(ModelsArtifactRepository.get_underlying_uri(uri).removeprefix("file://"))
     description = (folder / "MLmodel").read_text()

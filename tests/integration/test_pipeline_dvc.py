@@ -111,7 +111,14 @@ def test_dvc_repro_end_to_end_then_no_op(project):
     gains = json.loads((project / "reports" / "psnr_gain.json").read_text())
     assert {row["model"] for row in gains} == {"vdsr", "asym_vdsr", "asym_vdsr_compressed"} and len(gains) == 9
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
-    assert "metrics/asym_vdsr.json" in json.dumps(shown)
+    assert "metrics/headline.json" in json.dumps(shown) and "metrics/vdsr.json" not in json.dumps(shown)
+    headline = json.loads((project / "metrics" / "headline.json").read_text())
+    summaries = {arch: json.loads((project / "metrics" / f"{arch}.json").read_text()) for arch in ("bicubic", "vdsr")}
+    assert set(headline) == {"mean_psnr", "params", "latency_ms"}  # few, named columns for `dvc exp show`
+    assert set(headline["mean_psnr"]) == {"bicubic", "vdsr", "asym_vdsr", "asym_vdsr_compressed"}
+    vdsr_scores = [score["psnr"] for by_scale in summaries["vdsr"]["scores"].values() for score in by_scale.values()]
+    assert abs(headline["mean_psnr"]["vdsr"] - sum(vdsr_scores) / len(vdsr_scores)) < 1e-4
+    assert headline["params"] == {"vdsr": 664704, "asym_vdsr": 443520, "asym_vdsr_compressed": 443520}
     for name in ("psnr_vs_params.png", "psnr_vs_latency.png", "visual_x4.png"):
         assert Image.open(project / "reports" / "plots" / name).size[0] > 100
     assert_registered(project)

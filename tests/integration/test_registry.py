@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def test_register_promotes_then_gates_and_is_idempotent(
     assert first["versions"] == {"vdsr": "1", "asym_vdsr": "1"}
     champion = client.get_model_version_by_alias("asym_vdsr", CHAMPION)
     assert str(champion.version) == "1" and champion.tags["decision"] == "promoted"
+    assert champion.current_stage == "Production"  # stages are on by default, beside the alias
     assert {"decision_reason", "decision_time", "decision_figures", "psnr_drop_db"} <= set(champion.tags)
     assert abs(float(champion.tags["psnr_drop_db"]) - 0.1) < 1e-6
     parent = client.get_run(first["parent_run_id"])
@@ -95,6 +97,13 @@ def test_register_promotes_then_gates_and_is_idempotent(
     assert {key: child.data.tags[key] for key in expected} == expected
     logged = {key: value for key, value in child.data.metrics.items() if key.startswith("deploy_latency_ms_")}
     assert logged == {f"deploy_latency_ms_{name.replace('/', '_')}": ms for name, ms in deploy["timings_ms"].items()}
+    # MLflow 3: the version's model is a LoggedModel of the child run, with the evaluation linked to it
+    assert champion.source.startswith("models:/m-")  # the version's source is the LoggedModel, not a run path
+    logged = client.get_logged_model(champion.source.removeprefix("models:/"))
+    assert logged.name == "model" and logged.source_run_id == child.info.run_id
+    linked = {metric.key: metric.value for metric in logged.metrics}
+    for key in ("tiny_x2_psnr", "tiny_x2_ssim", "mean_psnr", "params", "model_bytes", "macs_per_pixel"):
+        assert linked[key] == child.data.metrics[key], key
     metadata = mlflow.models.get_model_info("models:/asym_vdsr@champion").metadata
     assert {key: metadata[key] for key in expected} == expected
     assert not set(expected) & set(by_arch["vdsr"].data.tags)
@@ -121,15 +130,55 @@ def test_register_promotes_then_gates_and_is_idempotent(
     assert fourth["decision"]["label"] == "rejected" and fourth["decision"]["reason"].startswith("quality")
     assert str(client.get_model_version_by_alias("asym_vdsr", CHALLENGER).version) == "3"
 
-    # 5. A better candidate with stages on: champion moves, stages follow, the old one is archived.
+    # 5. A better candidate: champion moves, stages follow, the old one is archived.
     shift_psnr(pipeline_outputs["asym_vdsr"], 0.5 + 0.05 + 0.05)
-    fifth = run_register(pipeline_outputs, image_folder, tmp_path, use_stages=True)
+    fifth = run_register(pipeline_outputs, image_folder, tmp_path)
     assert fifth["decision"]["label"] == "promoted" and "beats champion version 1" in fifth["decision"]["reason"]
     assert str(client.get_model_version_by_alias("asym_vdsr", CHAMPION).version) == "4"
     assert client.get_model_version("asym_vdsr", "4").current_stage == "Production"
     assert client.get_model_version("asym_vdsr", "1").current_stage == "Archived"
     assert versions(client, "vdsr") == ["1", "2", "3", "4"]
     assert json.loads((tmp_path / "registry.json").read_text())["versions"]["asym_vdsr"] == "4"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("removed", [False, True], ids=["store-refuses-stages", "mlflow-without-stages"])
+def test_without_registry_stages_the_alias_is_set_with_a_one_line_notice(
+    sqlite_store: str,
+    pipeline_outputs: dict[str, ArchOutputs],
+    image_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    removed: bool,
+) -> None:
+    """A future MLflow without stages (the method gone) or a store that refuses them: not a failure."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    calls = []
+    if removed:
+        monkeypatch.delattr(MlflowClient, "transition_model_version_stage")
+    else:
+
+        def refuse(self, *args, **kwargs):
+            calls.append(args)
+            raise MlflowException("Model registry stages have been removed.\nUse aliases.")
+
+        monkeypatch.setattr(MlflowClient, "transition_model_version_stage", refuse)
+    record = run_register(pipeline_outputs, image_folder, tmp_path, max_psnr_drop=100.0)
+    assert record["decision"]["label"] == "promoted"
+    assert removed or calls, "the stage call was not even tried"
+    client = tracking.connect()
+    champion = client.get_model_version_by_alias("asym_vdsr", CHAMPION)
+    assert str(champion.version) == "1" and champion.current_stage == "None"
+    notices = [line for line in capsys.readouterr().err.splitlines() if "notice" in line]
+    assert len(notices) == 1, notices
+    assert (
+        "registry stages unavailable" in notices[0]
+        and "asym_vdsr version 1 is the champion by alias only" in notices[0]
+    )
+    assert removed or "Model registry stages have been removed." in notices[0]
 
 
 @pytest.mark.slow
@@ -334,3 +383,22 @@ def test_the_better_of_two_candidates_goes_to_the_gate_and_both_carry_their_orig
     second = run_register(outputs, image_folder, tmp_path, candidate_runs=runs)
     assert second["unchanged"] and second["candidate_run"] == "asym_vdsr_compressed"
     assert versions(client, "asym_vdsr") == ["1", "2"]
+
+
+def test_concurrent_workers_share_one_architecture_run(sqlite_store: str) -> None:
+    """Tune workers of one architecture start together: each asks for the architecture's run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = tracking.connect()
+    parent = tracking.start_parent_run(client, "race", "pipeline", {})
+    barrier = threading.Barrier(6)
+
+    def ask(_: int) -> str:
+        barrier.wait()  # all at once, as the pods of one ParallelFor
+        return tracking.child_run(tracking.connect(), parent, "vdsr").info.run_id
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = set(pool.map(ask, range(6)))
+    experiment = client.get_run(parent).info.experiment_id
+    alive = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(answers) == 1 and [run.info.run_id for run in alive] == list(answers)

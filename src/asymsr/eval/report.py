@@ -30,6 +30,21 @@ def gain_rows(summaries: Summaries) -> list[dict[str, Any]]:
     ]
 
 
+def headline(summaries: Summaries) -> dict[str, dict[str, float]]:
+    """The few named figures that `dvc metrics show` and `dvc exp show` put in columns: each
+    model's mean test PSNR (dB, over every set and scale), and, for the networks, parameters and
+    latency (ms, the fastest deploy form, where measured). Nested by figure, then label."""
+    figures: dict[str, dict[str, float]] = {"mean_psnr": {}, "params": {}, "latency_ms": {}}
+    for label, summary in summaries.items():
+        figures["mean_psnr"][label] = round(summary.mean("psnr"), 4)
+        efficiency = summary.efficiency
+        if efficiency.params:  # bicubic has no network
+            figures["params"][label] = efficiency.params
+            if efficiency.latency_ms is not None:
+                figures["latency_ms"][label] = round(efficiency.latency_ms, 1)
+    return {name: values for name, values in figures.items() if values}
+
+
 def comparison_table(summaries: Summaries) -> str:
     """Markdown table: PSNR/SSIM of each labelled summary per dataset and scale.
 

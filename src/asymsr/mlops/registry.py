@@ -11,7 +11,8 @@ What one call does, in this order (see :mod:`asymsr.mlops.tracking` for names an
 4. only when all of that succeeded: one new registry version per architecture;
 5. the promotion gate (:mod:`asymsr.mlops.promotion`) on the candidate version, recorded as tags
    on the version and on the runs, and as aliases ``champion`` / ``challenger`` (plus the
-   ``Production`` / ``Archived`` stages when ``use_stages`` is on).
+   ``Production`` / ``Archived`` stages unless ``use_stages`` is off; stages are deprecated
+   upstream, so a store without them gets a one-line notice instead of a failure).
 
 Several runs can offer a version of the candidate architecture (``register.candidate_runs``:
 the Asym_VDSR trained from scratch and the one compressed from the VDSR, say). Each is logged
@@ -28,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -176,7 +178,6 @@ def _log_architecture(
         tracking.log_params(client, run_id, {"arch": output.arch, **training.get("train_config", {})})
         history = TrainingHistory.read(files["history"])
         tracking.log_history(client, run_id, history)
-        tracking.log_metrics(client, run_id, tracking.evaluation_metrics(summary), step=len(history.epochs))
         size = model_size_report(output.arch, model, {"checkpoint.pt": files["checkpoint"], "model.pt": files["model"]})
         size_path = staging / output.name / "model_size.json"
         write_json(size_path, size)
@@ -189,8 +190,11 @@ def _log_architecture(
             _attach_tuning(client, run_id, output.tuning)
         if output.compression is not None:
             client.log_artifact(run_id, str(output.compression), artifact_path="compression")
-        model_uri = tracking.log_model(files["model"], output.arch, {"mean_psnr": summary.mean("psnr"), **deploy})
-    return run_id, model_uri
+        logged = tracking.log_model(files["model"], output.arch, {"mean_psnr": summary.mean("psnr"), **deploy})
+        # on the run and on its LoggedModel, so the model's page shows PSNR, SSIM, size and latency
+        evaluation = tracking.evaluation_metrics(summary)
+        tracking.log_metrics(client, run_id, evaluation, step=len(history.epochs), model_id=logged.model_id)
+    return run_id, logged.model_uri
 
 
 def _attach_tuning(client: MlflowClient, run_id: str, study_file: Path) -> None:
@@ -258,10 +262,28 @@ def _apply(client: MlflowClient, settings: RegisterConfig, version: ModelVersion
         return
     client.set_registered_model_alias(name, CHAMPION, number)
     if settings.use_stages:
+        _move_stages(client, name, number, champion.version if champion else None)
+
+
+def _move_stages(client: MlflowClient, name: str, number: str, previous: str | None) -> None:
+    """The promoted version to ``Production``, the previous champion to ``Archived``.
+
+    Stages are deprecated upstream in favour of aliases; the alias above is what counts. So when
+    a store or a future MLflow refuses or lacks stages, this says so in one line and goes on.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
         client.transition_model_version_stage(name, number, "Production", archive_existing_versions=True)
-        previous = champion.version if champion else None
         if previous and client.get_model_version(name, previous).current_stage != "Archived":
             client.transition_model_version_stage(name, previous, "Archived")
+    except (AttributeError, NotImplementedError, MlflowException) as error:
+        problem = (getattr(error, "message", None) or str(error) or type(error).__name__).splitlines()[0][:200]
+        print(
+            f"asymsr register: notice: registry stages unavailable ({problem}); "
+            f"{name} version {number} is the champion by alias only",
+            file=sys.stderr,
+        )
 
 
 @dataclass(frozen=True)

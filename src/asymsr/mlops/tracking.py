@@ -26,8 +26,9 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ from asymsr.schema.records import EpochRecord, EvaluationSummary, TrainingHistor
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
-    from mlflow.models import ModelSignature
+    from mlflow.models import ModelInfo, ModelSignature
 
     from asymsr.nn.models import VDSR
 
@@ -127,20 +128,33 @@ def parent_run_id(given: str | None = None) -> str | None:
 
 
 def child_run(client: MlflowClient, parent_id: str, arch: str, tags: Mapping[str, str] | None = None) -> Run:
-    """The architecture's run under ``parent_id``: the existing one, or a new one."""
+    """The architecture's run under ``parent_id``: the existing one, or a new one.
+
+    Several processes may ask at once (the tune workers of one architecture start together, on
+    a cluster and under ``kfp.local`` alike). Each that creates a run then keeps the oldest run
+    of the architecture, and deletes its own if that is not it, so all end up in the same run.
+    """
     parent = client.get_run(parent_id)
-    found = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and tags.`{ARCH_TAG}` = '{arch}'",
-        max_results=1,
-    )
+
+    def existing() -> list[Run]:
+        found = client.search_runs(
+            [parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and tags.`{ARCH_TAG}` = '{arch}'",
+        )
+        return sorted(found, key=lambda run: (run.info.start_time, run.info.run_id))
+
+    found = existing()
     if found:
         return found[0]
-    return client.create_run(
+    created = client.create_run(
         parent.info.experiment_id,
         run_name=arch,
         tags={"mlflow.parentRunId": parent_id, ARCH_TAG: arch, ROLE_TAG: "architecture", **(tags or {})},
     )
+    oldest = existing()[0]
+    if oldest.info.run_id != created.info.run_id:
+        client.delete_run(created.info.run_id)  # ours lost the race, and nothing was logged to it yet
+    return oldest
 
 
 @contextmanager
@@ -235,12 +249,15 @@ def device_slug(device: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", device.lower()).strip("_")
 
 
-def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-    """Log a flat mapping of metrics at one step in batches."""
+def log_metrics(
+    client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0, model_id: str | None = None
+) -> None:
+    """Log a flat mapping of metrics at one step in batches; with ``model_id`` they are also the
+    metrics of that LoggedModel (the UI's model page shows them beside the model)."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+    batch = [Metric(key, float(value), now, step, model_id=model_id) for key, value in metrics.items()]
     for start in range(0, len(batch), 500):
         client.log_batch(run_id, metrics=batch[start : start + 500])
 
@@ -337,8 +354,9 @@ def package_source() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def log_model(checkpoint: str | os.PathLike[str], arch: str, metadata: Mapping[str, Any]) -> str:
-    """Log the asymsr checkpoint ``checkpoint`` as an MLflow model of the active run; returns its URI.
+def log_model(checkpoint: str | os.PathLike[str], arch: str, metadata: Mapping[str, Any]) -> ModelInfo:
+    """Log the asymsr checkpoint ``checkpoint`` as an MLflow model of the active run: an MLflow 3
+    LoggedModel named ``model``. Returns its ``ModelInfo`` (``model_uri``, ``model_id``).
 
     The model is a pyfunc *from code* (:mod:`asymsr.mlops.serving`) whose one artifact is the
     checkpoint, so that ``mlflow models serve`` and ``mlflow.pyfunc.load_model`` work, and
@@ -360,7 +378,7 @@ def log_model(checkpoint: str | os.PathLike[str], arch: str, metadata: Mapping[s
         code_paths=[str(package_source())],
         metadata={"arch": arch, **metadata},
     )
-    return info.model_uri
+    return info
 
 
 def load_logged_model(uri: str) -> VDSR:
@@ -431,24 +449,93 @@ def _download(uri: str, relative: str, scratch: str) -> Path:
 
 
 @contextmanager
+def system_metrics(run_id: str) -> Iterator[None]:
+    """Sample this machine's CPU, memory, disk, network (and GPUs, where ``pynvml`` sees them)
+    into ``run_id`` as MLflow system metrics (``system/cpu_utilization_percentage``, ...) while
+    the block runs, every 10 s unless ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` says otherwise.
+    The same as ``mlflow.start_run(log_system_metrics=True)``, for runs this project logs through
+    a client rather than the fluent API."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=10, tracking_uri=tracking_uri())
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+
+
+RESUME_SLOTS = ("resume/a", "resume/b")
+RESUME_MARKER = "epoch.json"
+
+
+def _resume_slots(client: MlflowClient, run_id: str) -> dict[str, int]:
+    """The complete resume slots of ``run_id``: slot -> the epoch its marker names."""
+    found = {}
+    with tempfile.TemporaryDirectory(prefix="asymsr-resume-") as scratch:
+        for slot in RESUME_SLOTS:
+            if not any(item.path.endswith(RESUME_MARKER) for item in client.list_artifacts(run_id, slot)):
+                continue
+            marker = client.download_artifacts(run_id, f"{slot}/{RESUME_MARKER}", scratch)
+            found[slot] = int(json.loads(Path(marker).read_text())["epoch"])
+    return found
+
+
+def mirror_for_resume(client: MlflowClient, run_id: str, out: Path, names: Sequence[str], epoch: int) -> None:
+    """Upload the files a resume of ``out`` reads to one of the run's two resume slots, the
+    slot's marker last. The slot written is the older one, never the one holding the latest
+    complete copy, so a task killed during an upload leaves that copy whole for its retry."""
+    slots = _resume_slots(client, run_id)
+    target = min(RESUME_SLOTS, key=lambda slot: slots.get(slot, -1))
+    for name in names:
+        client.log_artifact(run_id, str(out / name), target)
+    with tempfile.TemporaryDirectory(prefix="asymsr-resume-") as scratch:
+        marker = Path(scratch) / RESUME_MARKER
+        marker.write_text(json.dumps({"epoch": epoch}))
+        client.log_artifact(run_id, str(marker), target)
+
+
+def restore_for_resume(parent_id: str, arch: str, out: Path, names: Sequence[str]) -> int | None:
+    """Put the latest copy that :func:`mirror_for_resume` left in the architecture's run under
+    ``parent_id`` into ``out``; returns its epoch, or None when there is none (a first attempt)."""
+    client = connect()
+    run_id = child_run(client, parent_id, arch).info.run_id
+    slots = _resume_slots(client, run_id)
+    if not slots:
+        return None
+    slot = max(slots, key=slots.__getitem__)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="asymsr-resume-", dir=out) as scratch:
+        for name in names:  # downloaded beside, then moved into place: no half-written checkpoint in out
+            os.replace(client.download_artifacts(run_id, f"{slot}/{name}", scratch), out / name)
+    return slots[slot]
+
+
+@contextmanager
 def live_training_log(
-    parent_id: str, arch: str, train_config: Mapping[str, Any]
+    parent_id: str, arch: str, train_config: Mapping[str, Any], mirror: tuple[Path, Sequence[str]] | None = None
 ) -> Iterator[Callable[[EpochRecord], None]]:
     """Log a training run live into the architecture's child run under ``parent_id``.
 
     Yields the ``on_epoch_end`` callback for :func:`asymsr.training.loop.train`; the child run gets
-    the resolved config as parameters and each epoch's :func:`epoch_metrics`. It ends FINISHED,
+    the resolved config as parameters, each epoch's :func:`epoch_metrics` and the machine's
+    :func:`system_metrics` while training runs; with ``mirror`` (``out`` and the files a resume
+    reads), those files after each epoch (:func:`mirror_for_resume`). It ends FINISHED,
     or FAILED if training raises (``asymsr register`` later reopens it to add the rest).
     """
     client = connect()
     run_id = child_run(client, parent_id, arch).info.run_id
+    client.update_run(run_id, status="RUNNING")  # again, after tuning or an attempt that was killed
     log_params(client, run_id, {"arch": arch, **train_config})
 
     def on_epoch_end(record: EpochRecord) -> None:
         log_metrics(client, run_id, epoch_metrics(record), step=record.epoch)
+        if mirror is not None:  # called after the epoch's checkpoint is written
+            mirror_for_resume(client, run_id, *mirror, epoch=record.epoch)
 
     try:
-        yield on_epoch_end
+        with system_metrics(run_id):
+            yield on_epoch_end
     except BaseException:
         finish(client, run_id, "FAILED")
         raise

@@ -288,7 +288,11 @@ class RegisterConfig(Config):
     max_psnr_drop: float = Field(
         0.2, ge=0, description="dB of mean test PSNR the candidate may lose against the reference"
     )
-    use_stages: bool = Field(False, description="also move versions to the deprecated Production/Archived stages")
+    use_stages: bool = Field(
+        True,
+        description="also move the promoted version to the Production stage and the previous one to Archived "
+        "(stages are deprecated upstream; the champion alias is always set)",
+    )
 
     @model_validator(mode="after")
     def _distinct_runs(self) -> RegisterConfig:

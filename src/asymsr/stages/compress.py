@@ -34,6 +34,11 @@ class Args(StageArgs):
     refit: bool | None = arg(None, "data-aware refit of the 1x3 factors, kept only if better (default: on)")
     device: str | None = arg(None, "auto, cpu, cuda, cuda:N (default: compress.finetune.device, else auto)")
     resume: bool = arg(False, "continue the fine-tuning from OUT/checkpoint.pt")
+    resume_from_run: bool = arg(
+        False,
+        "mirror each epoch's checkpoint to the MLflow run, and continue from the one an earlier attempt "
+        "mirrored there, if any (a retried Kubeflow task; needs a parent run)",
+    )
     parent_run_id: str | None = arg(
         None,
         "log each epoch live to MLflow, in this parent run's child (default: $ASYMSR_PARENT_RUN_ID; none = no logging)",
@@ -93,6 +98,25 @@ def check_inputs(args: Args, config: CompressConfig, channels: int) -> None:
         raise ValueError(f"--patches: {error}") from None
 
 
+def resume_files() -> tuple[str, ...]:
+    """What ``compress --resume`` reads: the fine-tuning state, the record of steps 1-2, their student."""
+    from asymsr.training.compression import RECORD, START
+
+    return ("checkpoint.pt", RECORD, START)
+
+
+def _restored(args: Args, parent: str | None, name: str) -> bool:
+    """Whether an earlier attempt's fine-tuning state was found in the MLflow run and put into OUT."""
+    from asymsr.mlops.tracking import restore_for_resume
+
+    if parent is None:
+        raise ValueError("--resume-from-run: needs a parent run (--parent-run-id or $ASYMSR_PARENT_RUN_ID)")
+    epoch = restore_for_resume(parent, name, args.out, resume_files())
+    if epoch is not None:  # said even with --quiet: a resumed run is not a fresh one
+        print(f"compress: continuing after epoch {epoch}, from the state an earlier attempt left in MLflow")
+    return epoch is not None
+
+
 def run(args: Args) -> Result:
     from asymsr.mlops.loading import load_teacher
     from asymsr.mlops.tracking import live_training_log, parent_run_id
@@ -100,12 +124,16 @@ def run(args: Args) -> Result:
 
     config = config_of(args)
     teacher, digest = load_teacher(config.teacher, args.out.parent / ".downloads")  # type: ignore[arg-type]
+    parent = parent_run_id(args.parent_run_id)
+    name = args.run_name or args.out.name  # `asymsr register` names the run after its folder
+    if args.resume_from_run:
+        args = args.model_copy(update={"resume": args.resume or _restored(args, parent, name)})
     check_inputs(args, config, teacher.channels)  # before anything is written or logged
     job = Job(teacher, config.teacher, digest, config, args.patches, args.out, args.val, progress=not args.quiet)  # type: ignore[arg-type]
-    parent = parent_run_id(args.parent_run_id)
     origin = {"origin": "compressed", "teacher": config.teacher, "rank": config.rank}
-    name = args.run_name or args.out.name  # `asymsr register` names the run after its folder
-    logging = live_training_log(parent, name, {**job.finetune.to_dict(), **origin}) if parent else nullcontext(None)
+    mirror = (args.out, resume_files()) if args.resume_from_run else None
+    finetune = {**job.finetune.to_dict(), **origin}
+    logging = live_training_log(parent, name, finetune, mirror) if parent else nullcontext(None)
     with logging as on_epoch_end:
         job.on_epoch_end = on_epoch_end
         record = compress(job, resume=args.resume)

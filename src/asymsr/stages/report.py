@@ -20,6 +20,9 @@ class Args(StageArgs):
     labels: list[str] | None = arg(None, "comma-separated column names (default: the files' stems)")
     out: Path | None = arg(None, "also write the Markdown report here")
     plot_out: Path | None = arg(None, "also write the PSNR gains as JSON rows for `dvc plots`")
+    headline: Path | None = arg(
+        None, "also write the headline figures (mean PSNR, parameters, latency per model) as JSON for `dvc metrics`"
+    )
     plots_dir: Path | None = arg(
         None,
         "write psnr_vs_params.png and psnr_vs_latency.png here; --out then gets the full report with links",
@@ -66,7 +69,7 @@ def _check(args: Args) -> list[str]:
 
 
 def run(args: Args) -> Result:
-    from asymsr.eval.report import comparison_report, comparison_table, gain_rows
+    from asymsr.eval.report import comparison_report, comparison_table, gain_rows, headline
     from asymsr.schema.records import EvaluationSummary
     from asymsr.util.fs import write_json, write_text
 
@@ -86,6 +89,9 @@ def run(args: Args) -> Result:
     if args.plot_out:
         write_json(args.plot_out, gain_rows(summaries))
         written.append(args.plot_out)
+    if args.headline:
+        write_json(args.headline, headline(summaries))
+        written.append(args.headline)
     return Result(table=table, written=written)
 
 

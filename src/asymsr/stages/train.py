@@ -25,6 +25,11 @@ class Args(StageArgs):
     config: Path | None = arg(None, "JSON file of training settings (e.g. tune's best_params.json); flags override it")
     settings: TrainOverrides = arg(TrainOverrides(), "", flatten=True)  # type: ignore[valid-type]
     resume: bool = arg(False, "continue from OUT/checkpoint.pt")
+    resume_from_run: bool = arg(
+        False,
+        "mirror each epoch's checkpoint to the MLflow run, and continue from the one an earlier attempt "
+        "mirrored there, if any (a retried Kubeflow task; needs a parent run)",
+    )
     processes: int | Literal["auto"] = arg(
         1, "training processes on this node: N, or auto (one per visible GPU); more than 1 runs under torchrun"
     )
@@ -111,7 +116,8 @@ def to_argv(args: Args) -> list[str]:
             argv += [flag, json.dumps(value)]
         else:
             argv += [flag, "none" if value is None else str(value)]
-    return argv + [flag for flag, on in (("--resume", args.resume), ("--quiet", args.quiet)) if on]
+    flags = (("--resume", args.resume), ("--resume-from-run", args.resume_from_run), ("--quiet", args.quiet))
+    return argv + [flag for flag, on in flags if on]
 
 
 def processes(args: Args) -> int:
@@ -129,6 +135,8 @@ def run(args: Args) -> Result:
     config = config_of(args)  # validated before any process starts
     if config.epochs == 0 and config.init is None:
         raise ValueError("--epochs 0 needs --init: without initial weights there would be nothing to write")
+    if args.resume_from_run and distributed.torchrun_environment() is None:  # once, before any worker starts
+        args = args.model_copy(update={"resume": args.resume or _restored(args, config.arch)})
     count = processes(args)
     if count > 1:
         status = subprocess.run(distributed.torchrun_command(to_argv(args), count), check=False).returncode
@@ -136,6 +144,22 @@ def run(args: Args) -> Result:
             raise RuntimeError(f"torchrun with {count} processes failed with exit status {status}")
         return _result_from_outputs(config, args.out)
     return _train_here(args, config)
+
+
+RESUME_FILES = ("checkpoint.pt",)  # what `train --resume` reads: the whole training state
+
+
+def _restored(args: Args, arch: str) -> bool:
+    """Whether an earlier attempt's checkpoint was found in the MLflow run and put into OUT."""
+    from asymsr.mlops.tracking import parent_run_id, restore_for_resume
+
+    parent = parent_run_id(args.parent_run_id)
+    if parent is None:
+        raise ValueError("--resume-from-run: needs a parent run (--parent-run-id or $ASYMSR_PARENT_RUN_ID)")
+    epoch = restore_for_resume(parent, arch, args.out, RESUME_FILES)
+    if epoch is not None:  # said even with --quiet: a resumed run is not a fresh one
+        print(f"train: continuing after epoch {epoch}, from the checkpoint an earlier attempt left in MLflow")
+    return epoch is not None
 
 
 def _train_here(args: Args, config: TrainConfig) -> Result:
@@ -148,7 +172,8 @@ def _train_here(args: Args, config: TrainConfig) -> Result:
     main_process = is_main_process()  # under torchrun, only rank 0 logs to MLflow and prints
     start = initial_weights(config, args.out)  # a bad --init fails before a run is opened
     parent = parent_run_id(args.parent_run_id) if main_process else None
-    logging = live_training_log(parent, config.arch, config.to_dict()) if parent else nullcontext(None)
+    mirror = (args.out, RESUME_FILES) if args.resume_from_run else None
+    logging = live_training_log(parent, config.arch, config.to_dict(), mirror) if parent else nullcontext(None)
     with logging as on_epoch_end:
         history = train(
             config,

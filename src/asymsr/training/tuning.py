@@ -308,7 +308,8 @@ def tune(
         deadline=time.time() + settings.timeout_s if settings.timeout_s else None,
         threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None,
     )
-    _run_workers(job, workers)
+    with tracking.system_metrics(run_id):  # the machine while the trials run, on the run they nest under
+        _run_workers(job, workers)
     return _write_outputs(study, name, arch, settings, out, client, run_id)
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from asymsr.cli import main
 from asymsr.eval.inference import load_predictor
 from asymsr.eval.plots import high_error_window, psnr_cost_plot, visual_comparison
-from asymsr.eval.report import comparison_report, published_table
+from asymsr.eval.report import comparison_report, headline, published_table
 from asymsr.nn.checkpoint import model_payload, save_checkpoint
 from asymsr.nn.models import build
 from asymsr.schema.records import EvaluationSummary
@@ -133,3 +133,16 @@ def test_report_cli_visual_options_need_plots_dir(tmp_path, capsys):
     three_models({"tiny": ["x2"]})["bicubic"].write(path)
     assert main(shlex.split(f"report {path} --visual-model b=bicubic --visual-images {tmp_path}")) == 2
     assert "need --plots-dir" in capsys.readouterr().err
+
+
+def test_headline_keeps_few_named_figures_per_model():
+    models = three_models({"Set5": ["x2", "x4"], "Set14": ["x2"]})
+    models["vdsr"].scores["Set14"]["x2"].psnr = 36.0  # the mean is over every set and scale: (33 + 33 + 36) / 3
+    figures = headline(models)
+    assert figures == {
+        "mean_psnr": {"bicubic": 30.0, "vdsr": 34.0, "asym": 32.5},
+        "params": {"vdsr": 664_704, "asym": 443_520},  # bicubic has no network
+        "latency_ms": {"vdsr": 40.0, "asym": 35.0},
+    }
+    del models["vdsr"], models["asym"]
+    assert headline(models) == {"mean_psnr": {"bicubic": 30.0}}  # no empty columns
