@@ -48,6 +48,8 @@ def image_user(client: Any, image: str) -> str:
         raise SubmitError(
             f"--image {image}: not in the Docker engine at {host}; build it first (make image-offline IMAGE={image})"
         ) from None
+    except docker.errors.APIError as error:  # e.g. a malformed reference
+        raise SubmitError(f"--image {image}: {error.explanation or error}") from None
 
 
 def docker_client() -> Any:
@@ -71,7 +73,13 @@ def _is_us(uid: str, owner: int) -> bool:
 def pipeline_root(path: Path, user: str) -> str:
     """The absolute pipeline root, checked to be reachable and writable by the containers' ``user``
     (made so when this run creates it: the image's own user writes the outputs, as on a cluster)."""
-    root = path.expanduser().resolve()
+    try:
+        return _pipeline_root(path.expanduser().resolve(), user)
+    except OSError as error:  # e.g. a folder above it that this user may not read
+        raise SubmitError(f"--pipeline-root {path}: {error.strerror or error}") from None
+
+
+def _pipeline_root(root: Path, user: str) -> str:
     uid = user.split(":")[0]
     for folder in [parent for parent in reversed(root.parents) if parent.exists()]:  # each must let that user pass
         mode = folder.stat()
@@ -81,8 +89,11 @@ def pipeline_root(path: Path, user: str) -> str:
                 "(choose a folder that others may enter, e.g. under /tmp)"
             )
     if not root.exists():
+        missing = [root, *(parent for parent in root.parents if not parent.exists())]
         root.mkdir(parents=True)
         if not _is_us(uid, os.getuid()):
+            for folder in missing[1:]:  # made here: let that user through, whatever the umask
+                folder.chmod(folder.stat().st_mode | 0o755)
             root.chmod(0o777)
         return str(root)
     if not root.is_dir():
@@ -103,7 +114,7 @@ def container_environment(names: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    types, required = read_parameters(Path(args.package))
+    types, _ = read_parameters(Path(args.package))
     arguments = build_arguments(args.param, types)
     if "mlflow_tracking_uri" not in arguments and os.environ.get("MLFLOW_TRACKING_URI"):
         arguments["mlflow_tracking_uri"] = os.environ["MLFLOW_TRACKING_URI"]

@@ -13,7 +13,7 @@ set -euo pipefail
 BASE_IMAGE=${1:-asymsr-base:bookworm}
 BUILDER_IMAGE=${2:-asymsr-builder:bookworm}
 MIRROR=${ASYMSR_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-CACHE=${ASYMSR_IMAGE_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/asymsr/images}
+CACHE=${ASYMSR_IMAGE_CACHE-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/asymsr/images}
 KEY=$(sha256sum "$0" | cut -c1-12)  # a change of the recipe below makes new cache entries
 
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -24,12 +24,15 @@ load() {  # from the cache into the engine, when the engine lacks it and the cac
 }
 save() {  # into the cache through a temporary name, so a killed save leaves no half tarball
     [ -n "$CACHE" ] && [ ! -f "$(cached "$1")" ] || return 0
-    mkdir -p "$CACHE" && docker save -o "$(cached "$1").part" "$1" && mv "$(cached "$1").part" "$(cached "$1")"
+    mkdir -p "$CACHE" && docker save -o "$(cached "$1").part" "$1" && mv "$(cached "$1").part" "$(cached "$1")" \
+        || { rm -f "$(cached "$1").part"; echo "image_bases: could not cache $1 (kept in the engine)" >&2; }
 }
 load "$BASE_IMAGE"
 load "$BUILDER_IMAGE"
 if exists "$BASE_IMAGE" && exists "$BUILDER_IMAGE"; then
     echo "image_bases: $BASE_IMAGE and $BUILDER_IMAGE exist; kept"
+    save "$BASE_IMAGE"  # bases made before the cache existed go into it too
+    save "$BUILDER_IMAGE"
     exit 0
 fi
 for tool in debootstrap chroot docker; do

@@ -59,7 +59,8 @@ def test_pipeline_root_is_made_for_the_image_user_and_refused_where_it_cannot_en
         open_folder.chmod(0o755)
         made = Path(pipeline_root(open_folder / "new", "1000:1000"))
         assert made.is_dir() and made.stat().st_mode & 0o777 == 0o777  # its outputs are written by uid 1000
-        (open_folder / "theirs").mkdir(mode=0o755)
+        (open_folder / "theirs").mkdir()
+        (open_folder / "theirs").chmod(0o755)  # whatever the umask
         with pytest.raises(SubmitError, match="cannot write there"):
             pipeline_root(open_folder / "theirs", "1000:1000")
         assert (open_folder / "theirs").stat().st_mode & 0o777 == 0o755  # a folder it did not make is left alone

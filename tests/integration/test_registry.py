@@ -402,3 +402,16 @@ def test_concurrent_workers_share_one_architecture_run(sqlite_store: str) -> Non
     experiment = client.get_run(parent).info.experiment_id
     alive = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
     assert len(answers) == 1 and [run.info.run_id for run in alive] == list(answers)
+
+
+def test_start_run_creates_the_architecture_runs_before_any_step_fans_out(sqlite_store: str, tmp_path: Path) -> None:
+    from asymsr.stages import start_run
+
+    root = Path(__file__).resolve().parents[2]
+    result = start_run.run(start_run.Args(params=root / "params.yaml", out=tmp_path / "run.json"))
+    client = tracking.connect()
+    experiment = client.get_run(result.parent_run_id).info.experiment_id
+    children = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'")
+    by_arch = {run.data.tags[tracking.ARCH_TAG]: run.info.run_id for run in children}
+    assert sorted(by_arch) == ["asym_vdsr", "vdsr"] and len(children) == 2
+    assert tracking.child_run(client, result.parent_run_id, "vdsr").info.run_id == by_arch["vdsr"]  # found, not made

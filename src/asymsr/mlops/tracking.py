@@ -26,6 +26,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -457,7 +458,8 @@ def system_metrics(run_id: str) -> Iterator[None]:
     a client rather than the fluent API."""
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    monitor = SystemMetricsMonitor(run_id, sampling_interval=10, tracking_uri=tracking_uri())
+    # resume_logging: tuning, training and a retried attempt continue the run's steps, not restart at 0
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=10, resume_logging=True, tracking_uri=tracking_uri())
     monitor.start()
     try:
         yield
@@ -523,6 +525,8 @@ def live_training_log(
     reads), those files after each epoch (:func:`mirror_for_resume`). It ends FINISHED,
     or FAILED if training raises (``asymsr register`` later reopens it to add the rest).
     """
+    from mlflow.exceptions import MlflowException
+
     client = connect()
     run_id = child_run(client, parent_id, arch).info.run_id
     client.update_run(run_id, status="RUNNING")  # again, after tuning or an attempt that was killed
@@ -531,7 +535,10 @@ def live_training_log(
     def on_epoch_end(record: EpochRecord) -> None:
         log_metrics(client, run_id, epoch_metrics(record), step=record.epoch)
         if mirror is not None:  # called after the epoch's checkpoint is written
-            mirror_for_resume(client, run_id, *mirror, epoch=record.epoch)
+            try:
+                mirror_for_resume(client, run_id, *mirror, epoch=record.epoch)
+            except (MlflowException, OSError) as error:  # the other slot still holds a whole, older copy
+                print(f"asymsr: warning: epoch {record.epoch} not mirrored for resume: {error}", file=sys.stderr)
 
     try:
         with system_metrics(run_id):

@@ -1,7 +1,8 @@
 """``asymsr start-run``: the MLflow parent run of an orchestrated pipeline (Kubeflow's first step).
 
 Under DVC, ``register`` creates the parent run itself at the end; an orchestrator whose steps
-log live (tuning trials, training curves) needs it first, and passes the context file on.
+log live (tuning trials, training curves) needs it first, and passes the context file on. The
+architectures' child runs are created here as well, before any step fans out.
 """
 
 from __future__ import annotations
@@ -39,5 +40,9 @@ def run(args: Args) -> Result:
     client = tracking.connect(args.tracking_uri)
     tags = {"profile": params.profile, **parse_pairs(args.tag, "--tag")}
     parent = tracking.start_parent_run(client, params.registry.experiment, args.run_name, tags)
+    # The architectures' runs too, now: later steps fan out (tune workers start together) and
+    # then only look them up, instead of racing to create them.
+    for arch in dict.fromkeys([params.registry.reference, params.registry.candidate, *params.train.arch]):
+        tracking.child_run(client, parent, arch)
     tracking.write_run_context(args.out, parent, args.tracking_uri)
     return Result(parent_run_id=parent, experiment=params.registry.experiment, out=args.out)
