@@ -513,6 +513,17 @@ def restore_for_resume(parent_id: str, arch: str, out: Path, names: Sequence[str
     return slots[slot]
 
 
+def restored_from_run(stage: str, parent_id: str | None, arch: str, out: Path, names: Sequence[str]) -> bool:
+    """``--resume-from-run`` of train and compress: :func:`restore_for_resume`, said on stdout
+    when it finds something; whether it did."""
+    if parent_id is None:
+        raise ValueError(f"--resume-from-run: needs a parent run (--parent-run-id or ${PARENT_RUN_ENV})")
+    epoch = restore_for_resume(parent_id, arch, out, names)
+    if epoch is not None:  # said even with --quiet: a resumed run is not a fresh one
+        print(f"{stage}: continuing after epoch {epoch}, from the state an earlier attempt left in MLflow")
+    return epoch is not None
+
+
 @contextmanager
 def live_training_log(
     parent_id: str, arch: str, train_config: Mapping[str, Any], mirror: tuple[Path, Sequence[str]] | None = None

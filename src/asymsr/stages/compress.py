@@ -105,21 +105,9 @@ def resume_files() -> tuple[str, ...]:
     return ("checkpoint.pt", RECORD, START)
 
 
-def _restored(args: Args, parent: str | None, name: str) -> bool:
-    """Whether an earlier attempt's fine-tuning state was found in the MLflow run and put into OUT."""
-    from asymsr.mlops.tracking import restore_for_resume
-
-    if parent is None:
-        raise ValueError("--resume-from-run: needs a parent run (--parent-run-id or $ASYMSR_PARENT_RUN_ID)")
-    epoch = restore_for_resume(parent, name, args.out, resume_files())
-    if epoch is not None:  # said even with --quiet: a resumed run is not a fresh one
-        print(f"compress: continuing after epoch {epoch}, from the state an earlier attempt left in MLflow")
-    return epoch is not None
-
-
 def run(args: Args) -> Result:
     from asymsr.mlops.loading import load_teacher
-    from asymsr.mlops.tracking import live_training_log, parent_run_id
+    from asymsr.mlops.tracking import live_training_log, parent_run_id, restored_from_run
     from asymsr.training.compression import Job, compress
 
     config = config_of(args)
@@ -127,7 +115,8 @@ def run(args: Args) -> Result:
     parent = parent_run_id(args.parent_run_id)
     name = args.run_name or args.out.name  # `asymsr register` names the run after its folder
     if args.resume_from_run:
-        args = args.model_copy(update={"resume": args.resume or _restored(args, parent, name)})
+        restored = restored_from_run(NAME, parent, name, args.out, resume_files())
+        args = args.model_copy(update={"resume": args.resume or restored})
     check_inputs(args, config, teacher.channels)  # before anything is written or logged
     job = Job(teacher, config.teacher, digest, config, args.patches, args.out, args.val, progress=not args.quiet)  # type: ignore[arg-type]
     origin = {"origin": "compressed", "teacher": config.teacher, "rank": config.rank}

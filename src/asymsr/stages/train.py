@@ -130,13 +130,16 @@ def processes(args: Args) -> int:
 
 
 def run(args: Args) -> Result:
+    from asymsr.mlops.tracking import parent_run_id, restored_from_run
     from asymsr.training import distributed
 
     config = config_of(args)  # validated before any process starts
     if config.epochs == 0 and config.init is None:
         raise ValueError("--epochs 0 needs --init: without initial weights there would be nothing to write")
     if args.resume_from_run and distributed.torchrun_environment() is None:  # once, before any worker starts
-        args = args.model_copy(update={"resume": args.resume or _restored(args, config.arch)})
+        parent = parent_run_id(args.parent_run_id)
+        restored = restored_from_run(NAME, parent, config.arch, args.out, RESUME_FILES)
+        args = args.model_copy(update={"resume": args.resume or restored})
     count = processes(args)
     if count > 1:
         status = subprocess.run(distributed.torchrun_command(to_argv(args), count), check=False).returncode
@@ -147,19 +150,6 @@ def run(args: Args) -> Result:
 
 
 RESUME_FILES = ("checkpoint.pt",)  # what `train --resume` reads: the whole training state
-
-
-def _restored(args: Args, arch: str) -> bool:
-    """Whether an earlier attempt's checkpoint was found in the MLflow run and put into OUT."""
-    from asymsr.mlops.tracking import parent_run_id, restore_for_resume
-
-    parent = parent_run_id(args.parent_run_id)
-    if parent is None:
-        raise ValueError("--resume-from-run: needs a parent run (--parent-run-id or $ASYMSR_PARENT_RUN_ID)")
-    epoch = restore_for_resume(parent, arch, args.out, RESUME_FILES)
-    if epoch is not None:  # said even with --quiet: a resumed run is not a fresh one
-        print(f"train: continuing after epoch {epoch}, from the checkpoint an earlier attempt left in MLflow")
-    return epoch is not None
 
 
 def _train_here(args: Args, config: TrainConfig) -> Result:
