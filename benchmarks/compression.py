@@ -7,9 +7,10 @@
 profile); the teacher is the published VDSR (``--teacher``, default under ``../shared``), the
 test sets ``--test`` (default Set5 and Set14 under ``../shared/datasets``).
 
-* ``ablation``: closed form only; + refit; + fine-tuning with the output loss; + fine-tuning
-  with the output and block-feature losses (the same number of steps, at ``--lr``), each row
-  with its time.
+* ``ablation``: closed form only; + refit (1x3 factors); + refit of both factors (``--sweeps``);
+  + fine-tuning with the output loss; + fine-tuning with the output and block-feature losses
+  (the same number of steps, at ``--lr``, from the 1x3 refit; ``--no-finetune`` leaves these
+  two out), each row with its time.
 * ``ranks``: r = 16, 32, 48, 64 from the same teacher and budget (refit + ``--steps``
   distillation steps), with parameters and CPU latency at 256x256 (medians of interleaved
   rounds in this process, so the ratios are comparable).
@@ -63,16 +64,18 @@ def run_case(name: str, settings: dict[str, Any], args: argparse.Namespace) -> d
 
 def ablation(args: argparse.Namespace) -> list[dict[str, Any]]:
     steps = args.steps
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "closed form": {"steps": 0, "refit": False},
         "+ refit": {"steps": 0, "refit": True},
-        f"+ {steps} steps, output loss": {"steps": steps, "refit": True},
-        f"+ {steps} steps, output + feature loss": {
+        f"+ refit of both factors ({args.sweeps} sweeps)": {"steps": 0, "refit": True, "refit_sweeps": args.sweeps},
+    }
+    if args.finetune:
+        cases[f"+ {steps} steps, output loss"] = {"steps": steps, "refit": True}
+        cases[f"+ {steps} steps, output + feature loss"] = {
             "steps": steps,
             "refit": True,
             "loss": {"teacher": 1.0, "feature": 1.0},
-        },
-    }
+        }
     return [run_case(name, settings, args) for name, settings in cases.items()]
 
 
@@ -132,6 +135,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="distillation steps per case")
     parser.add_argument("--rounds", type=int, default=5, help="latency rounds (ranks)")
     parser.add_argument("--lr", type=float, default=FINETUNE["lr"], help="fine-tuning lr (Adam)")
+    parser.add_argument("--sweeps", type=int, default=2, help="refit_sweeps of the both-factors row (ablation)")
+    parser.add_argument(
+        "--no-finetune", dest="finetune", action="store_false", help="ablation: the closed-form and refit rows only"
+    )
     args = parser.parse_args()
     if args.mode == "table":
         saved = json.loads(args.out.with_suffix(".json").read_text())

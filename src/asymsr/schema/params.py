@@ -122,7 +122,7 @@ class TrainConfig(Config):
     seed: int = Field(0, description="seeds the initial weights and the batch order")
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ...")
     amp: bool = Field(False, description="float16 mixed precision with gradient scaling (CUDA only; ignored on CPU)")
-    channels_last: bool = Field(False, description="use the channels-last memory format (can be faster on GPUs)")
+    channels_last: bool = Field(False, description="use the channels-last memory format (faster on GPUs and some CPUs)")
     workers: int = Field(0, ge=0, description="DataLoader worker processes (0 = load in the training process)")
     val_scales: list[Scale] = Field(default_factory=_scales, description="scales of the per-epoch validation PSNR")
     val_crop: int | None = Field(
@@ -222,6 +222,9 @@ class CompressConfig(Config):
     rank: int = Field(64, ge=1, description="width between each pair's 3x1 and 1x3 (64 = the original Asym_VDSR)")
     refit: bool = Field(True, description="data-aware least-squares refit of the 1x3 factors, kept only if better")
     refit_patches: int = Field(256, ge=1, description="training patches the refit solves on (as many again judge it)")
+    refit_sweeps: int = Field(
+        0, ge=0, description="alternating sweeps that re-solve the 3x1 factors too (0 = the 1x3 factors only)"
+    )
     steps: int = Field(400, ge=0, description="distillation fine-tuning steps; 0 = closed form (and refit) only")
     loss: DistillLoss = Field(default_factory=DistillLoss)
     finetune: TrainOverrides = Field(  # type: ignore[valid-type]

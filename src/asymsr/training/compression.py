@@ -159,7 +159,7 @@ def _initial_student(job: Job) -> VDSR:
     if not job.config.refit:
         return student
     started = time.perf_counter()
-    refitted = refit(student, job.teacher, judge.sample(job, 0))
+    refitted = refit(student, job.teacher, judge.sample(job, 0), job.config.refit_sweeps)
     step = _scored("refit", refitted, pairs, judge, device, time.perf_counter() - started)
     step.kept = step.teacher_mse < job.history[-1].teacher_mse  # type: ignore[operator]
     job.history.append(step)
@@ -246,7 +246,9 @@ def _distil(job: Job, student: VDSR | None, resume: bool) -> VDSR:
 
     def objective(criterion: nn.Module, model: VDSR) -> Distillation:
         device = next(model.parameters()).device
-        made.append(Distillation(criterion, teacher.to(device), model, job.config.loss, job.per_scale))
+        memory = torch.channels_last if job.finetune.channels_last else torch.contiguous_format
+        frozen = teacher.to(device, memory_format=memory)  # in the student's layout: oneDNN runs both alike
+        made.append(Distillation(criterion, frozen, model, job.config.loss, job.per_scale))
         return made[-1]
 
     try:

@@ -133,8 +133,9 @@ def test_a_dead_layer_does_not_break_the_refit():
     big = teacher(5)
     with torch.no_grad():
         convs(big)[0].weight.fill_(-1.0)  # ReLU of a negative first layer on inputs >= 0: all zero
-    refitted = refit(closed_form(big, 4)[0], big, torch.rand(3, 1, 11, 11))
-    assert all(torch.isfinite(conv.weight).all() for conv in convs(refitted))
+    for sweeps in (0, 2):
+        refitted = refit(closed_form(big, 4)[0], big, torch.rand(3, 1, 11, 11), sweeps=sweeps)
+        assert all(torch.isfinite(conv.weight).all() for conv in convs(refitted))
 
 
 @pytest.mark.parametrize(
@@ -252,3 +253,105 @@ def test_scale_balance_weighs_the_loss_and_the_judge_alike(patch_folder, tmp_pat
     assert record.history[-1].name == "distilled" and record.loss["scale_balance"] == 1.0
     assert record.scale_weights == {str(s): w for s, w in weights.items()}
     assert job(patch_folder, tmp_path / "d").per_scale is None
+
+
+def _pair_loss(first, second, x, wanted) -> float:
+    with torch.no_grad():
+        return float((second(first(x)) - wanted).square().sum())
+
+
+def _one_layer(seed: int, channels: int = 6, rank: int = 2):
+    """A 3x3 layer, its closed-form pair of rank ``rank``, inputs, and the layer's output."""
+    from asymsr.nn.factorize import factorize
+
+    torch.manual_seed(seed)
+    layer = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    first = torch.nn.Conv2d(channels, rank, (3, 1), padding=(1, 0), bias=False)
+    second = torch.nn.Conv2d(rank, channels, (1, 3), padding=(0, 1), bias=False)
+    w1, w2, _ = factorize(layer.weight.detach(), rank)
+    with torch.no_grad():
+        first.weight.copy_(w1)
+        second.weight.copy_(w2)
+        x = torch.relu(torch.randn(5, channels, 9, 11))
+        return first, second, x, layer(x)
+
+
+def test_alternating_sweeps_never_raise_the_layers_loss():
+    """Each sweep solves W1, then W2, exactly: the layer's loss goes down and never up, from the 1x3-only fit."""
+    import copy
+
+    from asymsr.training.refit import _fit_pair
+
+    first, second, x, wanted = _one_layer(0)
+    losses = []
+    for sweeps in (0, 1, 2, 4):
+        f, s = copy.deepcopy(first), copy.deepcopy(second)
+        with torch.no_grad():
+            _fit_pair(f, s, x, wanted, sweeps)
+        losses.append(_pair_loss(f, s, x, wanted))
+    assert all(later <= earlier * (1 + 1e-6) for earlier, later in zip(losses, losses[1:], strict=False))
+    assert losses[1] < 0.99 * losses[0]  # re-solving the 3x1 factor is worth something on real data
+
+
+def test_the_3x1_solve_is_the_least_squares_solution():
+    """At the conjugate-gradient answer, the loss's gradient in W1 is ~0 (against its size at the start)."""
+    from asymsr.training.refit import _moments, _w1_given_w2
+
+    first, second, x, wanted = _one_layer(1)
+
+    def gradient() -> float:
+        weight = first.weight.detach().double().requires_grad_(True)
+        middle = torch.nn.functional.conv2d(x.double(), weight, padding=(1, 0))
+        output = torch.nn.functional.conv2d(middle, second.weight.detach().double(), padding=(0, 1))
+        (grad,) = torch.autograd.grad((output - wanted.double()).square().sum(), weight)
+        return float(grad.norm())
+
+    at_start = gradient()
+    with torch.no_grad():
+        first.weight.copy_(_w1_given_w2(second.weight, first.weight, _moments(x, wanted, (3, 3))))
+    assert gradient() < 1e-3 * at_start
+
+
+def test_alternation_recovers_a_pair_from_a_poor_start():
+    """A target that a rank-r pair produces exactly is reproduced from a random 3x1 start."""
+    from asymsr.training.refit import _fit_pair
+
+    torch.manual_seed(2)
+    channels, rank = 5, 2
+    true_first = torch.nn.Conv2d(channels, rank, (3, 1), padding=(1, 0), bias=False)
+    true_second = torch.nn.Conv2d(rank, channels, (1, 3), padding=(0, 1), bias=False)
+    first = torch.nn.Conv2d(channels, rank, (3, 1), padding=(1, 0), bias=False)
+    second = torch.nn.Conv2d(rank, channels, (1, 3), padding=(0, 1), bias=False)
+    with torch.no_grad():
+        x = torch.relu(torch.randn(4, channels, 10, 10))
+        wanted = true_second(true_first(x))
+        _fit_pair(first, second, x, wanted, 30)
+    assert _pair_loss(first, second, x, wanted) < 1e-6 * float(wanted.square().sum())
+
+
+def test_balancing_the_factors_keeps_their_product():
+    from asymsr.training.refit import _balance
+
+    first, second, x, _ = _one_layer(3)
+    with torch.no_grad():
+        first.weight.mul_(torch.tensor([10.0, 0.1])[:, None, None, None])
+        before = second(first(x))
+        _balance(first.weight, second.weight)
+        after = second(first(x))
+    assert torch.allclose(before, after, atol=1e-5, rtol=1e-5)
+    norms_1 = first.weight.flatten(1).norm(dim=1)
+    norms_2 = second.weight.transpose(0, 1).flatten(1).norm(dim=1)
+    assert torch.allclose(norms_1, norms_2, rtol=1e-5)
+
+
+def test_refit_with_sweeps_moves_both_factors_and_beats_the_1x3_refit():
+    from asymsr.nn.factorize import closed_form, convs
+
+    big = teacher(1)
+    student, _ = closed_form(big, 2)
+    inputs = torch.rand(6, 1, 17, 17)
+    one_sided, both = refit(student, big, inputs), refit(student, big, inputs, sweeps=3)
+    with torch.no_grad():
+        mse = torch.nn.functional.mse_loss
+        assert mse(both(inputs), big(inputs)) < mse(one_sided(inputs), big(inputs))
+        assert not torch.equal(convs(both)[1].weight, convs(student)[1].weight)
