@@ -173,6 +173,12 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def pair_kernel(w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """The 3x3 kernel (C_out, C_in, 3, 3) of a 3x1 (W1, (r, C_in, 3, 1)) then 1x3 (W2, (C_out, r, 1, 3)) pair:
+    ``W[o, i, y, x] = sum_m W2[o, m, 0, x] * W1[m, i, y, 0]``."""
+    return torch.einsum("omx,miy->oiyx", w2[:, :, 0, :], w1[:, :, :, 0])
+
+
 @torch.no_grad()
 def fuse(model: VDSR) -> VDSR:
     """Return a plain 3x3 VDSR that computes exactly what ``model`` computes.
@@ -192,7 +198,7 @@ def fuse(model: VDSR) -> VDSR:
         middle = source[1:-1]
         pairs = zip(middle[0::2], middle[1::2], strict=True)
         kernels = [source[0].weight]
-        kernels += [torch.einsum("omx,miy->oiyx", w2.weight[:, :, 0, :], w1.weight[:, :, :, 0]) for w1, w2 in pairs]
+        kernels += [pair_kernel(w1.weight, w2.weight) for w1, w2 in pairs]
         kernels.append(source[-1].weight)
     for conv, kernel in zip(target, kernels, strict=True):
         conv.weight.copy_(kernel)

@@ -23,11 +23,13 @@ solved by conjugate gradients from the current W1; the loss never goes up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from asymsr.nn.factorize import convs
-from asymsr.nn.models import VDSR
+from asymsr.nn.models import VDSR, pair_kernel
 
 RIDGE = 1e-6  # relative Tikhonov term: keeps the solve well-posed when a channel is dead
 CHUNK = 32  # patches per float64 accumulation (about 100 MB of 1x3 windows, 250 MB of 3x3 ones, at 64 channels)
@@ -84,7 +86,7 @@ def _w1_given_w2(w2: torch.Tensor, w1: torch.Tensor, moments: tuple[torch.Tensor
     rank, channels = w1.shape[0], w1.shape[1]
 
     def kernel(b: torch.Tensor) -> torch.Tensor:  # (r, C_in, 3) -> W as (C_out, 9 C_in)
-        return torch.einsum("omx,miy->oiyx", a, b).reshape(a.shape[0], -1)
+        return pair_kernel(b[..., None], a[:, :, None, :]).reshape(a.shape[0], -1)
 
     def adjoint(g: torch.Tensor) -> torch.Tensor:  # (C_out, 9 C_in) -> (r, C_in, 3)
         return torch.einsum("omx,oiyx->miy", a, g.reshape(a.shape[0], channels, 3, 3))
@@ -97,10 +99,18 @@ def _w1_given_w2(w2: torch.Tensor, w1: torch.Tensor, moments: tuple[torch.Tensor
     def normal(b: torch.Tensor) -> torch.Tensor:
         return adjoint(kernel(b) @ gram) + ridge * b
 
-    b = w1.double()[..., 0]
-    residual = adjoint(cross.T) - normal(b)
+    return _conjugate_gradients(normal, adjoint(cross.T), w1.double()[..., 0])[..., None].float()
+
+
+def _conjugate_gradients(
+    normal: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, start: torch.Tensor
+) -> torch.Tensor:
+    """``normal(b) = rhs`` for a symmetric positive-definite ``normal``, by at most ``CG_ITERATIONS``
+    conjugate-gradient steps from ``start``."""
+    b = start
+    residual = rhs - normal(b)
     direction, norm = residual.clone(), float(residual.square().sum())
-    tolerance = 1e-20 * max(float(adjoint(cross.T).square().sum()), 1e-300)
+    tolerance = 1e-20 * max(float(rhs.square().sum()), 1e-300)
     for _ in range(CG_ITERATIONS):
         if norm <= tolerance:
             break
@@ -113,7 +123,7 @@ def _w1_given_w2(w2: torch.Tensor, w1: torch.Tensor, moments: tuple[torch.Tensor
         residual = residual - step * product
         norm, previous = float(residual.square().sum()), norm
         direction = residual + (norm / previous) * direction
-    return b[..., None].float()
+    return b
 
 
 def _fit_pair(first: nn.Conv2d, second: nn.Conv2d, x: torch.Tensor, wanted: torch.Tensor, sweeps: int) -> None:
