@@ -11,11 +11,11 @@ on a noisy host; it prints patches per second for each and the ratio.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
 
+from asymsr.bench.host import cpu_model
 from asymsr.nn.models import build
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     batch = torch.rand(16, 1, 41, 41)
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     for index in range(args.rounds):
         first = patches_per_second(False, batch, args.steps)
         last = patches_per_second(True, batch, args.steps)
