@@ -50,6 +50,7 @@ LOCAL_STORE = Path("mlruns")
 DEFAULT_EXPERIMENT = "asymsr"
 ARCH_TAG = "asymsr.arch"
 ROLE_TAG = "asymsr.role"
+CHILD_RUN_PARAM = "asymsr.child_run"  # the parent's parameter asymsr.child_run.<arch> names that architecture's run
 CONNECT_ATTEMPTS = 3
 CHECKPOINT_PATH = re.compile(r"artifacts/[A-Za-z0-9_][A-Za-z0-9._-]*")  # where a logged model keeps model.pt
 OUTPUT_PATHSPECS = (":!dvc.lock", ":!metrics", ":!reports")  # written by `dvc repro`, not by hand
@@ -132,30 +133,55 @@ def child_run(client: MlflowClient, parent_id: str, arch: str, tags: Mapping[str
     """The architecture's run under ``parent_id``: the existing one, or a new one.
 
     Several processes may ask at once (the tune workers of one architecture start together, on
-    a cluster and under ``kfp.local`` alike). Each that creates a run then keeps the oldest run
-    of the architecture, and deletes its own if that is not it, so all end up in the same run.
+    a cluster and under ``kfp.local`` alike). They agree through the parent's parameter
+    ``asymsr.child_run.<arch>``: MLflow parameters are write-once, so the store keeps the first run id
+    claimed there and refuses any other, and whoever made a run that lost deletes it.
     """
-    parent = client.get_run(parent_id)
+    key = f"{CHILD_RUN_PARAM}.{arch}"
+    chosen = client.get_run(parent_id).data.params.get(key)
+    if chosen is not None:
+        return client.get_run(chosen)
+    found = _children(client, parent_id, arch)  # made before the claim existed, or a claim in flight
+    candidate = found[0] if found else _create_child(client, parent_id, arch, tags)
+    chosen = _claim(client, parent_id, key, candidate.info.run_id)
+    if chosen == candidate.info.run_id:
+        return candidate
+    if not found:
+        client.delete_run(candidate.info.run_id)  # ours lost the claim, and nothing was logged to it yet
+    return client.get_run(chosen)
 
-    def existing() -> list[Run]:
-        found = client.search_runs(
-            [parent.info.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and tags.`{ARCH_TAG}` = '{arch}'",
-        )
-        return sorted(found, key=lambda run: (run.info.start_time, run.info.run_id))
 
-    found = existing()
-    if found:
-        return found[0]
-    created = client.create_run(
-        parent.info.experiment_id,
+def _children(client: MlflowClient, parent_id: str, arch: str) -> list[Run]:
+    """The live runs of ``arch`` under ``parent_id``, oldest first."""
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and tags.`{ARCH_TAG}` = '{arch}'",
+    )
+    return sorted(found, key=lambda run: (run.info.start_time, run.info.run_id))
+
+
+def _create_child(client: MlflowClient, parent_id: str, arch: str, tags: Mapping[str, str] | None) -> Run:
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    return client.create_run(
+        experiment_id,
         run_name=arch,
         tags={"mlflow.parentRunId": parent_id, ARCH_TAG: arch, ROLE_TAG: "architecture", **(tags or {})},
     )
-    oldest = existing()[0]
-    if oldest.info.run_id != created.info.run_id:
-        client.delete_run(created.info.run_id)  # ours lost the race, and nothing was logged to it yet
-    return oldest
+
+
+def _claim(client: MlflowClient, parent_id: str, key: str, run_id: str) -> str:
+    """Log ``key = run_id`` on the parent unless another id got there first; returns the id kept."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.log_param(parent_id, key, run_id)
+        return run_id
+    except MlflowException:
+        kept = client.get_run(parent_id).data.params.get(key)
+        if kept is None:  # refused for another reason (the parent deleted, the store down)
+            raise
+        return kept
 
 
 @contextmanager
