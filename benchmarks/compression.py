@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/compression.py ablation --patches DIR --out benchmarks/results/compression_ablation
     .venv/bin/python benchmarks/compression.py ranks --patches DIR --out benchmarks/results/compression_ranks
+    .venv/bin/python benchmarks/compression.py variants --params profiles/transfer.yaml --vary loss.label=0,0.1,1 \
+        --steps 1000 --patches DIR --val DIR --out benchmarks/results/label_term
 
 ``--patches`` is a patch folder of the 291 images (``asymsr prepare`` with the transfer
 profile); the teacher is the published VDSR (``--teacher``, default under ``../shared``), the
@@ -14,13 +16,19 @@ test sets ``--test`` (default Set5 and Set14 under ``../shared/datasets``).
 * ``ranks``: r = 16, 32, 48, 64 from the same teacher and budget (refit + ``--steps``
   distillation steps), with parameters and CPU latency at 256x256 (medians of interleaved
   rounds in this process, so the ratios are comparable).
+* ``variants``: a profile's own ``compress`` block (``--params``) with ``--set KEY=VALUE``
+  applied (dotted keys of that block, repeatable) and, for each value of ``--vary KEY=V1,V2,...``,
+  one row; ``--steps`` overrides the block's steps, ``--val`` gives each row its validation
+  PSNR. PSNR to 0.001 dB, as such variants differ by less than 0.01.
 
 Writes ``OUT.json`` and ``OUT.md`` and prints the table; ``table --out OUT`` rewrites ``OUT.md``
-from ``OUT.json``. Every row's model and ``compression.json`` stay under ``OUT/`` for
-``asymsr evaluate`` or ``asymsr upscale``. Besides the test PSNR of the model kept, each row
-shows how close its last step came to the teacher's output on the held-out patches (PSNR of the
-student's output against the teacher's, dB) and whether that step was kept (a step is kept only
-if it brings the output closer to the teacher than the step before).
+from ``OUT.json``. ``OUT`` itself must not exist yet (a bad flag, input or setting is refused
+with one line and exit 2 before anything is written). Every row's model and
+``compression.json`` stay under ``OUT/`` for ``asymsr evaluate`` or ``asymsr upscale``. Besides
+the test PSNR of the model kept, each row shows how close its last step came to the teacher's
+output on the held-out patches (PSNR of the student's output against the teacher's, dB) and
+whether that step was kept (a step is kept only if it brings the output closer to the teacher
+than the step before).
 """
 
 from __future__ import annotations
@@ -28,18 +36,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from pydantic import ValidationError
 
+from asymsr.bench.host import cpu_model
 from asymsr.eval.efficiency import measure_latency
 from asymsr.eval.evaluation import evaluate_folders, mean_scores
 from asymsr.eval.inference import load_predictor
 from asymsr.mlops.loading import load_teacher
-from asymsr.schema.params import CompressConfig
+from asymsr.schema.params import CompressConfig, load_params
 from asymsr.training.compression import Job, compress
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -49,16 +59,22 @@ FINETUNE = {"lr": 1e-4, "batch_size": 16, "steps_per_epoch": 100, "device": "cpu
 
 
 def run_case(name: str, settings: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Compress with ``settings``, then score the model on the test sets; returns the table row."""
+    """Compress with ``settings`` (over the benchmark's fine-tuning defaults), then score the model."""
+    return score(name, CompressConfig.model_validate({"finetune": {**FINETUNE, "lr": args.lr}, **settings}), args)
+
+
+def score(name: str, config: CompressConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """Compress with ``config``, then score the model on the test sets; returns the table row."""
     teacher, digest = load_teacher(args.teacher, args.out / ".downloads")
-    config = CompressConfig.model_validate({"finetune": {**FINETUNE, "lr": args.lr}, **settings})
+    job = Job(teacher, args.teacher, digest, config, args.patches, args.out / name, val=args.val, progress=False)
     started = time.perf_counter()
-    record = compress(Job(teacher, args.teacher, digest, config, args.patches, args.out / name, progress=False))
+    record = compress(job)
     seconds = time.perf_counter() - started
     predictor = load_predictor(args.out / name / "model.pt", device="cpu")
     scores = mean_scores(evaluate_folders(predictor, args.test, [2, 3, 4], progress=False))
     psnr = {f"{folder} {scale}": s.psnr for folder, by_scale in scores.items() for scale, s in by_scale.items()}
     print(f"{name}: {seconds:.0f} s, {psnr}", flush=True)
+    settings = config.model_dump(mode="json", exclude_unset=True)
     return {"name": name, "seconds": seconds, "parameters": record.parameters, "psnr": psnr, "settings": settings}
 
 
@@ -95,61 +111,150 @@ def ranks(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def step_figures(out: Path, row: dict[str, Any]) -> tuple[float, str]:
-    """(held-out PSNR of the last step tried against the teacher's output, dB; whether it was kept)."""
+def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One row per value of ``--vary``, over the profile's compress block with ``--set`` applied."""
+    return [score(name, config, args) for name, config in variant_configs(args)]
+
+
+def variant_configs(args: argparse.Namespace) -> list[tuple[str, CompressConfig]]:
+    """(row name, its compress config) for each value of ``--vary`` (one row without it).
+
+    Raises:
+        ValueError: the profile or a setting fails the schema; the message names the row.
+    """
+    params = load_params(args.params)
+    base = params.compress.model_dump(mode="json", exclude_unset=True)
+    for key, value in args.set:
+        assign(base, key, value)
+    if args.steps is not None:
+        base["steps"] = args.steps
+    key, values = args.vary or ("", [None])
+    configs = []
+    for value in values:
+        settings = json.loads(json.dumps(base))  # a deep copy per row
+        if key:
+            assign(settings, key, value)
+        name = f"{key}={value}" if key else params.profile or "profile"
+        try:
+            configs.append((name, CompressConfig.model_validate(settings)))
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))} = {e['input']!r}: {e['msg']}" for e in error.errors())
+            raise ValueError(f"{name}: {problems}") from error
+    return configs
+
+
+def assign(block: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``block[a][b] = value`` for ``dotted`` = ``a.b``."""
+    *parents, last = dotted.split(".")
+    for part in parents:
+        block = block.setdefault(part, {})
+    block[last] = value
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, the value read as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, yaml.safe_load(value)
+
+
+def vary(text: str) -> tuple[str, list[Any]]:
+    """``KEY=V1,V2,...`` -> (key, the values read as YAML)."""
+    key, value = setting(text)
+    return key, [yaml.safe_load(part) for part in str(value).split(",")]
+
+
+def step_figures(out: Path, row: dict[str, Any]) -> tuple[float, str, float | None]:
+    """Of the last step tried: held-out PSNR against the teacher's output (dB), whether it was kept,
+    and its validation PSNR (dB; None without --val)."""
     history = json.loads((out / row["name"] / "compression.json").read_text())["history"]
     last = history[-1]
-    return 10 * math.log10(1 / last["teacher_mse"]), f"{last['name']}: {'kept' if last['kept'] else 'not kept'}"
+    verdict = f"{last['name']}: {'kept' if last['kept'] else 'not kept'}"
+    return 10 * math.log10(1 / last["teacher_mse"]), verdict, last.get("val_psnr")
 
 
-def table(rows: list[dict[str, Any]], out: Path) -> str:
+def table(rows: list[dict[str, Any]], out: Path, decimals: int = 2) -> str:
     cells = list(rows[0]["psnr"])
+    figures = [step_figures(out, row) for row in rows]
+    validated = all(val is not None for _, _, val in figures)
     header = ["model", "parameters", *cells, "time (s)", "last step vs teacher (dB)", "last step"]
+    header += ["last step val PSNR (dB)"] if validated else []
     header += ["ms at 256", "vs VDSR"] if "latency_ms" in rows[0] else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        to_teacher, verdict = step_figures(out, row)
-        values = [row["name"], f"{row['parameters']:,}", *(f"{row['psnr'][cell]:.2f}" for cell in cells)]
-        values += [f"{row['seconds']:.0f}", f"{to_teacher:.2f}", verdict]
+    for row, (to_teacher, verdict, val) in zip(rows, figures, strict=True):
+        values = [row["name"], f"{row['parameters']:,}", *(f"{row['psnr'][cell]:.{decimals}f}" for cell in cells)]
+        values += [f"{row['seconds']:.0f}", f"{to_teacher:.{decimals}f}", verdict]
+        values += [f"{val:.3f}"] if validated else []
         if "latency_ms" in row:
             values += [f"{row['latency_ms']:.0f}", f"{row['latency_vs_teacher']:.2f}"]
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
-def write(out: Path, host: str, rows: list[dict[str, Any]]) -> None:
+def write(out: Path, host: str, rows: list[dict[str, Any]], decimals: int = 2) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"host": host, "rows": rows}, indent=2))
-    text = f"{table(rows, out)}\n\n{host}\n"
+    out.with_suffix(".json").write_text(json.dumps({"host": host, "decimals": decimals, "rows": rows}, indent=2))
+    text = f"{table(rows, out, decimals)}\n\n{host}\n"
     out.with_suffix(".md").write_text(text)
     print(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["ablation", "ranks", "table"], help="table: rewrite OUT.md from OUT.json")
+    parser.add_argument(
+        "mode", choices=["ablation", "ranks", "variants", "table"], help="table: rewrite OUT.md from OUT.json"
+    )
     parser.add_argument("--patches", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--teacher", default=TEACHER)
     parser.add_argument("--test", type=Path, action="append", help="test folder (repeatable; default Set5, Set14)")
-    parser.add_argument("--steps", type=int, default=300, help="distillation steps per case")
+    parser.add_argument("--val", type=Path, help="held-out HR images: each step's validation PSNR")
+    parser.add_argument("--steps", type=int, help="distillation steps per case (default 300; variants: the profile's)")
     parser.add_argument("--rounds", type=int, default=5, help="latency rounds (ranks)")
-    parser.add_argument("--lr", type=float, default=FINETUNE["lr"], help="fine-tuning lr (Adam)")
+    parser.add_argument("--lr", type=float, default=FINETUNE["lr"], help="fine-tuning lr (Adam; ablation, ranks)")
     parser.add_argument("--sweeps", type=int, default=2, help="refit_sweeps of the both-factors row (ablation)")
     parser.add_argument(
         "--no-finetune", dest="finetune", action="store_false", help="ablation: the closed-form and refit rows only"
     )
+    parser.add_argument("--params", type=Path, help="variants: the profile whose compress block is varied")
+    parser.add_argument("--set", type=setting, action="append", default=[], help="variants: KEY=VALUE in that block")
+    parser.add_argument("--vary", type=vary, help="variants: KEY=V1,V2,... one row per value")
     args = parser.parse_args()
     if args.mode == "table":
         saved = json.loads(args.out.with_suffix(".json").read_text())
-        write(args.out, saved["host"], saved["rows"])
+        write(args.out, saved["host"], saved["rows"], saved.get("decimals", 2))
         return
-    if args.patches is None:
-        parser.error(f"{args.mode} needs --patches")
+    check(parser, args)
+    if args.mode != "variants":
+        args.steps = 300 if args.steps is None else args.steps
     args.test = args.test or [SHARED / "datasets" / "Set5", SHARED / "datasets" / "Set14"]
-    rows = ablation(args) if args.mode == "ablation" else ranks(args)
-    host = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    write(args.out, host, rows)
+    run = {"ablation": ablation, "ranks": ranks, "variants": variants}[args.mode]
+    host = f"{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    write(args.out, host, run(args), decimals=3 if args.mode == "variants" else 2)
+
+
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every input before any work, so that a bad flag costs nothing (argparse: one line, exit 2)."""
+    if args.patches is None or not (args.patches / "manifest.json").is_file():
+        parser.error(f"--patches {args.patches}: not a patch folder of `asymsr prepare`")
+    for folder in [*(args.test or []), *([args.val] if args.val else [])]:
+        if not folder.is_dir():
+            parser.error(f"{folder}: no such folder")
+    if args.steps is not None and args.steps < 0:
+        parser.error(f"--steps {args.steps}: must be >= 0")
+    if args.out.exists():  # its row folders would be overwritten, or mixed with another run's
+        parser.error(f"--out {args.out}: exists; pick a new folder")
+    if args.mode != "variants":
+        if args.params or args.set or args.vary:
+            parser.error("--params, --set and --vary are for variants")
+        return
+    if args.params is None:
+        parser.error("variants needs --params")
+    try:
+        variant_configs(args)
+    except Exception as error:  # the schema's own message names the key and the value
+        parser.error(f"--params {args.params}: {' '.join(str(error).split())}")
 
 
 if __name__ == "__main__":
