@@ -49,7 +49,7 @@ from asymsr.eval.efficiency import measure_latency
 from asymsr.eval.evaluation import evaluate_folders, mean_scores
 from asymsr.eval.inference import load_predictor
 from asymsr.mlops.loading import load_teacher
-from asymsr.schema.params import CompressConfig, load_params
+from asymsr.schema.params import CompressConfig, _Loader, load_params, problems
 from asymsr.training.compression import Job, compress
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -74,8 +74,15 @@ def score(name: str, config: CompressConfig, args: argparse.Namespace) -> dict[s
     scores = mean_scores(evaluate_folders(predictor, args.test, [2, 3, 4], progress=False))
     psnr = {f"{folder} {scale}": s.psnr for folder, by_scale in scores.items() for scale, s in by_scale.items()}
     print(f"{name}: {seconds:.0f} s, {psnr}", flush=True)
-    settings = config.model_dump(mode="json", exclude_unset=True)
-    return {"name": name, "seconds": seconds, "parameters": record.parameters, "psnr": psnr, "settings": settings}
+    last = record.history[-1]
+    return {
+        "name": name,
+        "seconds": seconds,
+        "parameters": record.parameters,
+        "psnr": psnr,
+        "settings": config.model_dump(mode="json", exclude_unset=True),
+        "last_step": {"name": last.name, "kept": last.kept, "teacher_mse": last.teacher_mse, "val_psnr": last.val_psnr},
+    }
 
 
 def ablation(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -120,7 +127,8 @@ def variant_configs(args: argparse.Namespace) -> list[tuple[str, CompressConfig]
     """(row name, its compress config) for each value of ``--vary`` (one row without it).
 
     Raises:
-        ValueError: the profile or a setting fails the schema; the message names the row.
+        ValueError: the profile or a setting fails the schema, or two rows share a name; the
+            message names the row and the key.
     """
     params = load_params(args.params)
     base = params.compress.model_dump(mode="json", exclude_unset=True)
@@ -129,18 +137,21 @@ def variant_configs(args: argparse.Namespace) -> list[tuple[str, CompressConfig]
     if args.steps is not None:
         base["steps"] = args.steps
     key, values = args.vary or ("", [None])
-    configs = []
+    configs: dict[str, CompressConfig] = {}
     for value in values:
         settings = json.loads(json.dumps(base))  # a deep copy per row
         if key:
             assign(settings, key, value)
         name = f"{key}={value}" if key else params.profile or "profile"
         try:
-            configs.append((name, CompressConfig.model_validate(settings)))
+            config = CompressConfig.model_validate(settings)
         except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))} = {e['input']!r}: {e['msg']}" for e in error.errors())
-            raise ValueError(f"{name}: {problems}") from error
-    return configs
+            raise ValueError(f"{name}: {problems(error)}") from error
+        twin = next((other for other, known in configs.items() if known == config), None)
+        if twin is not None:
+            raise ValueError(f"--vary {key}: {value!r} gives the same settings as {twin}")
+        configs[name] = config
+    return list(configs.items())
 
 
 def assign(block: dict[str, Any], dotted: str, value: Any) -> None:
@@ -152,24 +163,26 @@ def assign(block: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def setting(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` -> (key, the value read as YAML)."""
+    """``KEY=VALUE`` -> (key, the value read as the profiles' YAML reads it: ``1e-4`` is a number)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, yaml.safe_load(value)
+    return key, yaml.load(value, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
 
 def vary(text: str) -> tuple[str, list[Any]]:
-    """``KEY=V1,V2,...`` -> (key, the values read as YAML)."""
-    key, value = setting(text)
-    return key, [yaml.safe_load(part) for part in str(value).split(",")]
+    """``KEY=V1,V2,...`` -> (key, each value read as :func:`setting` reads one)."""
+    key, sep, values = text.partition("=")
+    if not sep or not key or not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=V1,V2,...")
+    return key, [setting(f"{key}={value}")[1] for value in values.split(",")]
 
 
 def step_figures(out: Path, row: dict[str, Any]) -> tuple[float, str, float | None]:
     """Of the last step tried: held-out PSNR against the teacher's output (dB), whether it was kept,
-    and its validation PSNR (dB; None without --val)."""
-    history = json.loads((out / row["name"] / "compression.json").read_text())["history"]
-    last = history[-1]
+    and its validation PSNR (dB; None without --val). Rows of older runs keep these only in
+    ``OUT/<row>/compression.json``."""
+    last = row.get("last_step") or json.loads((out / row["name"] / "compression.json").read_text())["history"][-1]
     verdict = f"{last['name']}: {'kept' if last['kept'] else 'not kept'}"
     return 10 * math.log10(1 / last["teacher_mse"]), verdict, last.get("val_psnr")
 
@@ -200,6 +213,15 @@ def write(out: Path, host: str, rows: list[dict[str, Any]], decimals: int = 2) -
     print(text)
 
 
+MODE_FLAGS = {  # flags that only some modes read, and their defaults there
+    "lr": ({"ablation", "ranks"}, FINETUNE["lr"]),
+    "sweeps": ({"ablation"}, 2),
+    "rounds": ({"ranks"}, 5),
+    "params": ({"variants"}, None),
+    "vary": ({"variants"}, None),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -207,13 +229,15 @@ def main() -> None:
     )
     parser.add_argument("--patches", type=Path)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--teacher", default=TEACHER)
+    parser.add_argument(
+        "--teacher", help="default: the published VDSR (variants: the profile's compress.teacher, else it)"
+    )
     parser.add_argument("--test", type=Path, action="append", help="test folder (repeatable; default Set5, Set14)")
     parser.add_argument("--val", type=Path, help="held-out HR images: each step's validation PSNR")
     parser.add_argument("--steps", type=int, help="distillation steps per case (default 300; variants: the profile's)")
-    parser.add_argument("--rounds", type=int, default=5, help="latency rounds (ranks)")
-    parser.add_argument("--lr", type=float, default=FINETUNE["lr"], help="fine-tuning lr (Adam; ablation, ranks)")
-    parser.add_argument("--sweeps", type=int, default=2, help="refit_sweeps of the both-factors row (ablation)")
+    parser.add_argument("--rounds", type=int, help="latency rounds (ranks; default 5)")
+    parser.add_argument("--lr", type=float, help="fine-tuning lr, Adam (ablation, ranks; default 1e-4)")
+    parser.add_argument("--sweeps", type=int, help="refit_sweeps of the both-factors row (ablation; default 2)")
     parser.add_argument(
         "--no-finetune", dest="finetune", action="store_false", help="ablation: the closed-form and refit rows only"
     )
@@ -225,36 +249,63 @@ def main() -> None:
         saved = json.loads(args.out.with_suffix(".json").read_text())
         write(args.out, saved["host"], saved["rows"], saved.get("decimals", 2))
         return
-    check(parser, args)
-    if args.mode != "variants":
-        args.steps = 300 if args.steps is None else args.steps
     args.test = args.test or [SHARED / "datasets" / "Set5", SHARED / "datasets" / "Set14"]
+    check(parser, args)
     run = {"ablation": ablation, "ranks": ranks, "variants": variants}[args.mode]
     host = f"{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     write(args.out, host, run(args), decimals=3 if args.mode == "variants" else 2)
 
 
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Every input before any work, so that a bad flag costs nothing (argparse: one line, exit 2)."""
+    """Every input before any work, so that a bad flag costs nothing (argparse: one line, exit 2).
+    Fills the mode's defaults and ``args.teacher``."""
+    for flag, (modes, default) in MODE_FLAGS.items():
+        given = getattr(args, flag)
+        if given is not None and args.mode not in modes:
+            parser.error(f"--{flag} is for {' and '.join(sorted(modes))}, not {args.mode}")
+        setattr(args, flag, default if given is None else given)
+    if args.mode != "variants" and args.set:
+        parser.error(f"--set is for variants, not {args.mode}")
+    if args.mode != "ablation" and not args.finetune:
+        parser.error(f"--no-finetune is for ablation, not {args.mode}")
     if args.patches is None or not (args.patches / "manifest.json").is_file():
-        parser.error(f"--patches {args.patches}: not a patch folder of `asymsr prepare`")
-    for folder in [*(args.test or []), *([args.val] if args.val else [])]:
+        parser.error(f"--patches {args.patches or '(missing)'}: not a patch folder of `asymsr prepare`")
+    for folder in [*args.test, *([args.val] if args.val else [])]:
         if not folder.is_dir():
             parser.error(f"{folder}: no such folder")
-    if args.steps is not None and args.steps < 0:
-        parser.error(f"--steps {args.steps}: must be >= 0")
-    if args.out.exists():  # its row folders would be overwritten, or mixed with another run's
-        parser.error(f"--out {args.out}: exists; pick a new folder")
-    if args.mode != "variants":
-        if args.params or args.set or args.vary:
-            parser.error("--params, --set and --vary are for variants")
-        return
-    if args.params is None:
-        parser.error("variants needs --params")
+    for flag, least in (("steps", 0), ("rounds", 1), ("sweeps", 0)):
+        if getattr(args, flag) is not None and getattr(args, flag) < least:
+            parser.error(f"--{flag} {getattr(args, flag)}: must be >= {least}")
+    check_out(parser, args.out)
+    if args.mode == "variants":
+        if args.params is None:
+            parser.error("variants needs --params")
+        try:
+            configs = variant_configs(args)
+        except Exception as error:  # the schema's own message names the key and the value
+            parser.error(f"--params {args.params}: {' '.join(str(error).split())}")
+        args.teacher = args.teacher or configs[0][1].teacher
+    else:
+        args.steps = 300 if args.steps is None else args.steps
+    args.teacher = args.teacher or TEACHER
     try:
-        variant_configs(args)
-    except Exception as error:  # the schema's own message names the key and the value
-        parser.error(f"--params {args.params}: {' '.join(str(error).split())}")
+        load_teacher(args.teacher, args.out / ".downloads")
+    except Exception as error:  # a missing file, a wrong hash, not a VDSR: one line either way
+        parser.error(f"--teacher {args.teacher}: {' '.join(str(error).split())}")
+
+
+def check_out(parser: argparse.ArgumentParser, out: Path) -> None:
+    """``OUT/`` must be new; ``OUT.json``/``OUT.md`` may only be an earlier table of this benchmark."""
+    if out.exists():  # its row folders would be overwritten, or mixed with another run's
+        parser.error(f"--out {out}: exists; pick a new folder")
+    try:
+        earlier = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
+    except (OSError, ValueError):
+        earlier = None
+    if not isinstance(earlier, dict) or (earlier and "rows" not in earlier):
+        parser.error(f"{out.with_suffix('.json')}: exists and is not a table of this benchmark; pick another --out")
+    if out.with_suffix(".md").exists() and not earlier:
+        parser.error(f"{out.with_suffix('.md')}: exists without {out.with_suffix('.json')}; pick another --out")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -408,6 +409,54 @@ def test_concurrent_workers_share_one_architecture_run(sqlite_store: str) -> Non
         alive = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
         assert len(answers) == 1 and [run.info.run_id for run in alive] == list(answers)
         assert client.get_run(parent).data.params[f"{tracking.CHILD_RUN_PARAM}.vdsr"] in answers
+
+
+def test_workers_that_all_create_a_run_before_any_claims_end_in_one(
+    sqlite_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worst interleaving, forced: every worker has made its own run before any claims one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = tracking.connect()
+    parent = tracking.start_parent_run(client, "race", "pipeline", {})
+    searched, made = threading.Barrier(4, timeout=60), threading.Barrier(4, timeout=60)
+    search, create = tracking._children, tracking._create_child
+
+    def search_then_wait(*args: Any) -> Any:
+        found = search(*args)
+        searched.wait()  # nobody creates until all four have found nothing
+        return found
+
+    def create_then_wait(*args: Any) -> Any:
+        run = create(*args)
+        made.wait()  # nobody claims until all four runs exist
+        return run
+
+    monkeypatch.setattr(tracking, "_children", search_then_wait)
+    monkeypatch.setattr(tracking, "_create_child", create_then_wait)
+
+    def ask(_: int) -> str:
+        return tracking.child_run(tracking.connect(), parent, "loss.label=0.1").info.run_id
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = set(pool.map(ask, range(4)))
+    experiment = client.get_run(parent).info.experiment_id
+    every = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'", run_view_type=3)
+    alive = [run.info.run_id for run in every if run.info.lifecycle_stage == "active"]
+    assert len(every) == 4 and len(answers) == 1 and alive == list(answers)  # four made, three deleted
+    key = tracking.child_run_key("loss.label=0.1")
+    assert key.startswith("asymsr.child_run_sha1.") and client.get_run(parent).data.params[key] in answers
+
+
+def test_a_child_made_before_claims_existed_is_adopted(sqlite_store: str) -> None:
+    client = tracking.connect()
+    parent = tracking.start_parent_run(client, "adopt", "pipeline", {})
+    older = tracking._create_child(client, parent, "vdsr", None)  # as the earlier scheme left it: no claim
+    assert tracking.child_run(client, parent, "vdsr").info.run_id == older.info.run_id
+    assert client.get_run(parent).data.params["asymsr.child_run.vdsr"] == older.info.run_id
+    client.delete_run(older.info.run_id)
+    with pytest.raises(ValueError, match=f"run {older.info.run_id}, claimed for vdsr .* is deleted"):
+        tracking.child_run(client, parent, "vdsr")
 
 
 def test_start_run_creates_the_architecture_runs_before_any_step_fans_out(sqlite_store: str, tmp_path: Path) -> None:

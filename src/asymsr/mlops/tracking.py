@@ -22,6 +22,7 @@ of its MLflow model: ``deploy_form``, ``deploy_memory_format``, ``deploy_device`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,22 +135,39 @@ def child_run(client: MlflowClient, parent_id: str, arch: str, tags: Mapping[str
     """The architecture's run under ``parent_id``: the existing one, or a new one.
 
     Several processes may ask at once (the tune workers of one architecture start together, on
-    a cluster and under ``kfp.local`` alike). They agree through the parent's parameter
-    ``asymsr.child_run.<arch>``: MLflow parameters are write-once, so the store keeps the first run id
-    claimed there and refuses any other, and whoever made a run that lost deletes it.
+    a cluster and under ``kfp.local`` alike). They agree through a parameter of the parent
+    (:func:`child_run_key`): MLflow parameters are write-once in its SQL stores (SQLite,
+    PostgreSQL, a server over either), so the store keeps the first run id claimed there and
+    refuses any other, and whoever made a run that lost deletes it.
+
+    Raises:
+        ValueError: the run claimed for ``arch`` has been deleted (the claim cannot be moved).
     """
-    key = f"{CHILD_RUN_PARAM}.{arch}"
+    key = child_run_key(arch)
     chosen = client.get_run(parent_id).data.params.get(key)
-    if chosen is not None:
-        return client.get_run(chosen)
-    found = _children(client, parent_id, arch)  # made before the claim existed, or a claim in flight
-    candidate = found[0] if found else _create_child(client, parent_id, arch, tags)
-    chosen = _claim(client, parent_id, key, candidate.info.run_id)
-    if chosen == candidate.info.run_id:
-        return candidate
-    if not found:
-        client.delete_run(candidate.info.run_id)  # ours lost the claim, and nothing was logged to it yet
-    return client.get_run(chosen)
+    if chosen is None:
+        found = _children(client, parent_id, arch)  # made before claims existed, or a claim in flight
+        candidate = found[0] if found else _create_child(client, parent_id, arch, tags)
+        try:
+            chosen = _claim(client, parent_id, key, candidate.info.run_id)
+        finally:
+            if not found and chosen != candidate.info.run_id:  # ours lost, or the claim failed
+                _discard(client, candidate.info.run_id)
+    run = client.get_run(chosen)
+    if run.info.lifecycle_stage == "deleted":
+        raise ValueError(
+            f"run {chosen}, claimed for {arch} by parameter {key} of run {parent_id}, is deleted; "
+            f"`mlflow runs restore --run-id {chosen}` brings it back"
+        )
+    return run
+
+
+def child_run_key(arch: str) -> str:
+    """The parent's parameter naming ``arch``'s run: ``asymsr.child_run.<arch>``, or for a name
+    MLflow refuses in a key (``r=32``, say) ``asymsr.child_run_sha1.<its SHA-1>``; one to one."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*", arch):
+        return f"{CHILD_RUN_PARAM}.{arch}"
+    return f"{CHILD_RUN_PARAM}_sha1.{hashlib.sha1(arch.encode()).hexdigest()}"
 
 
 def _children(client: MlflowClient, parent_id: str, arch: str) -> list[Run]:
@@ -175,13 +194,21 @@ def _claim(client: MlflowClient, parent_id: str, key: str, run_id: str) -> str:
     from mlflow.exceptions import MlflowException
 
     try:
-        client.log_param(parent_id, key, run_id)
+        client.log_param(parent_id, key, run_id, synchronous=True)  # an async log would never be refused
         return run_id
     except MlflowException:
         kept = client.get_run(parent_id).data.params.get(key)
         if kept is None:  # refused for another reason (the parent deleted, the store down)
             raise
         return kept
+
+
+def _discard(client: MlflowClient, run_id: str) -> None:
+    """Delete a run nothing was logged to; a store that refuses leaves it, with a warning."""
+    try:
+        client.delete_run(run_id)
+    except Exception as error:  # the answer (the claimed run) stands either way
+        warnings.warn(f"could not delete unused MLflow run {run_id}: {error}", stacklevel=3)
 
 
 @contextmanager
