@@ -451,7 +451,8 @@ def test_workers_that_all_create_a_run_before_any_claims_end_in_one(
 def test_a_child_made_before_claims_existed_is_adopted(sqlite_store: str) -> None:
     client = tracking.connect()
     parent = tracking.start_parent_run(client, "adopt", "pipeline", {})
-    older = tracking._create_child(client, parent, "vdsr", None)  # as the earlier scheme left it: no claim
+    experiment = client.get_run(parent).info.experiment_id
+    older = tracking._create_child(client, experiment, parent, "vdsr", None)  # as the earlier scheme left it: no claim
     assert tracking.child_run(client, parent, "vdsr").info.run_id == older.info.run_id
     assert client.get_run(parent).data.params["asymsr.child_run.vdsr"] == older.info.run_id
     client.delete_run(older.info.run_id)

@@ -144,10 +144,12 @@ def child_run(client: MlflowClient, parent_id: str, arch: str, tags: Mapping[str
         ValueError: the run claimed for ``arch`` has been deleted (the claim cannot be moved).
     """
     key = child_run_key(arch)
-    chosen = client.get_run(parent_id).data.params.get(key)
+    parent = client.get_run(parent_id)
+    chosen = parent.data.params.get(key)
     if chosen is None:
-        found = _children(client, parent_id, arch)  # made before claims existed, or a claim in flight
-        candidate = found[0] if found else _create_child(client, parent_id, arch, tags)
+        experiment_id = parent.info.experiment_id
+        found = _children(client, experiment_id, parent_id, arch)  # made before claims existed, or a claim in flight
+        candidate = found[0] if found else _create_child(client, experiment_id, parent_id, arch, tags)
         try:
             chosen = _claim(client, parent_id, key, candidate.info.run_id)
         finally:
@@ -170,9 +172,8 @@ def child_run_key(arch: str) -> str:
     return f"{CHILD_RUN_PARAM}_sha1.{hashlib.sha1(arch.encode()).hexdigest()}"
 
 
-def _children(client: MlflowClient, parent_id: str, arch: str) -> list[Run]:
+def _children(client: MlflowClient, experiment_id: str, parent_id: str, arch: str) -> list[Run]:
     """The live runs of ``arch`` under ``parent_id``, oldest first."""
-    experiment_id = client.get_run(parent_id).info.experiment_id
     found = client.search_runs(
         [experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{parent_id}' and tags.`{ARCH_TAG}` = '{arch}'",
@@ -180,8 +181,9 @@ def _children(client: MlflowClient, parent_id: str, arch: str) -> list[Run]:
     return sorted(found, key=lambda run: (run.info.start_time, run.info.run_id))
 
 
-def _create_child(client: MlflowClient, parent_id: str, arch: str, tags: Mapping[str, str] | None) -> Run:
-    experiment_id = client.get_run(parent_id).info.experiment_id
+def _create_child(
+    client: MlflowClient, experiment_id: str, parent_id: str, arch: str, tags: Mapping[str, str] | None
+) -> Run:
     return client.create_run(
         experiment_id,
         run_name=arch,
