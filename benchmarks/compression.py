@@ -49,8 +49,9 @@ from asymsr.eval.efficiency import measure_latency
 from asymsr.eval.evaluation import evaluate_folders, mean_scores
 from asymsr.eval.inference import load_predictor
 from asymsr.mlops.loading import load_teacher
-from asymsr.schema.params import CompressConfig, _Loader, load_params, problems
-from asymsr.training.compression import Job, compress
+from asymsr.schema.params import CompressConfig, load_params, parse_yaml, problems
+from asymsr.stages import compress as compress_stage
+from asymsr.training.compression import Job, check_before_start, compress
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TEACHER_SHA256 = "610afbe725f0432d983297114fff114381569f0f886ff559db52f3d10f50d59c"
@@ -124,25 +125,27 @@ def variants(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def variant_configs(args: argparse.Namespace) -> list[tuple[str, CompressConfig]]:
-    """(row name, its compress config) for each value of ``--vary`` (one row without it).
+    """(row name, its compress config) for each value of ``--vary`` (one row without it): the
+    config ``asymsr compress --params --teacher --steps`` would run, then ``--set``, then the value.
 
     Raises:
-        ValueError: the profile or a setting fails the schema, or two rows share a name; the
-            message names the row and the key.
+        ValueError: the profile or a setting fails the schema, or two rows have the same
+            settings; the message names the row and the key.
     """
-    params = load_params(args.params)
-    base = params.compress.model_dump(mode="json", exclude_unset=True)
+    stage_args = compress_stage.Args(
+        params=args.params, teacher=args.teacher, steps=args.steps, patches=args.patches, out=args.out
+    )
+    base = compress_stage.config_of(stage_args).model_dump(mode="json", exclude_unset=True)
     for key, value in args.set:
         assign(base, key, value)
-    if args.steps is not None:
-        base["steps"] = args.steps
     key, values = args.vary or ("", [None])
+    profile = load_params(args.params).profile
     configs: dict[str, CompressConfig] = {}
     for value in values:
         settings = json.loads(json.dumps(base))  # a deep copy per row
         if key:
             assign(settings, key, value)
-        name = f"{key}={value}" if key else params.profile or "profile"
+        name = f"{key}={value}" if key else profile or "profile"
         try:
             config = CompressConfig.model_validate(settings)
         except ValidationError as error:
@@ -167,7 +170,10 @@ def setting(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, yaml.load(value, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    try:
+        return key, parse_yaml(value)
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not YAML ({' '.join(str(error).split())})") from None
 
 
 def vary(text: str) -> tuple[str, list[Any]]:
@@ -268,8 +274,12 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--set is for variants, not {args.mode}")
     if args.mode != "ablation" and not args.finetune:
         parser.error(f"--no-finetune is for ablation, not {args.mode}")
-    if args.patches is None or not (args.patches / "manifest.json").is_file():
-        parser.error(f"--patches {args.patches or '(missing)'}: not a patch folder of `asymsr prepare`")
+    if args.patches is None:
+        parser.error(f"{args.mode} needs --patches")
+    try:
+        check_before_start(args.patches, args.out, resume=False)  # what `asymsr compress` refuses
+    except (OSError, ValueError) as error:
+        parser.error(f"--patches {args.patches}: {' '.join(str(error).split())}")
     for folder in [*args.test, *([args.val] if args.val else [])]:
         if not folder.is_dir():
             parser.error(f"{folder}: no such folder")
@@ -281,10 +291,10 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if args.params is None:
             parser.error("variants needs --params")
         try:
-            configs = variant_configs(args)
+            args.teacher = args.teacher or load_params(args.params).compress.teacher or TEACHER
+            variant_configs(args)
         except Exception as error:  # the schema's own message names the key and the value
             parser.error(f"--params {args.params}: {' '.join(str(error).split())}")
-        args.teacher = args.teacher or configs[0][1].teacher
     else:
         args.steps = 300 if args.steps is None else args.steps
     args.teacher = args.teacher or TEACHER

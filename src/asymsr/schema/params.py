@@ -448,9 +448,19 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
     """Parse a YAML file with :class:`_Loader`; a syntax error becomes a :class:`ParamsError`."""
     path = Path(path)
     try:
-        return yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        return parse_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML ({error})") from error
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text read as parameters files are read (``1e-4`` is a number), e.g. the VALUE of a
+    ``KEY=VALUE`` override.
+
+    Raises:
+        yaml.YAMLError: ``text`` is not valid YAML.
+    """
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def problems(error: ValidationError, prefix: str = "") -> str:
