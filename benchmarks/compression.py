@@ -22,8 +22,10 @@ test sets ``--test`` (default Set5 and Set14 under ``../shared/datasets``).
   PSNR. PSNR to 0.001 dB, as such variants differ by less than 0.01.
 
 Writes ``OUT.json`` and ``OUT.md`` and prints the table; ``table --out OUT`` rewrites ``OUT.md``
-from ``OUT.json``. ``OUT`` itself must not exist yet (a bad flag, input or setting is refused
-with one line and exit 2 before anything is written). Every row's model and
+from ``OUT.json`` (rows of older runs keep their last-step figures only under ``OUT/``, which a
+clone lacks: their table is then printed and ``OUT.md`` kept). ``OUT`` itself must not exist
+yet (a bad flag, input or setting is refused with one line and exit 2 before anything is
+written). Every row's model and
 ``compression.json`` stay under ``OUT/`` for ``asymsr evaluate`` or ``asymsr upscale``. Besides
 the test PSNR of the model kept, each row shows how close its last step came to the teacher's
 output on the held-out patches (PSNR of the student's output against the teacher's, dB) and
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -184,11 +187,14 @@ def vary(text: str) -> tuple[str, list[Any]]:
     return key, [setting(f"{key}={value}")[1] for value in values.split(",")]
 
 
-def step_figures(out: Path, row: dict[str, Any]) -> tuple[float, str, float | None]:
+def step_figures(out: Path, row: dict[str, Any]) -> tuple[float | None, str, float | None]:
     """Of the last step tried: held-out PSNR against the teacher's output (dB), whether it was kept,
     and its validation PSNR (dB; None without --val). Rows of older runs keep these only in
-    ``OUT/<row>/compression.json``."""
-    last = row.get("last_step") or json.loads((out / row["name"] / "compression.json").read_text())["history"][-1]
+    ``OUT/<row>/compression.json``, which a clone lacks: then (None, "-", None)."""
+    record = out / row["name"] / "compression.json"
+    last = row.get("last_step") or (json.loads(record.read_text())["history"][-1] if record.is_file() else None)
+    if last is None:
+        return None, "-", None
     verdict = f"{last['name']}: {'kept' if last['kept'] else 'not kept'}"
     return 10 * math.log10(1 / last["teacher_mse"]), verdict, last.get("val_psnr")
 
@@ -203,7 +209,7 @@ def table(rows: list[dict[str, Any]], out: Path, decimals: int = 2) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, (to_teacher, verdict, val) in zip(rows, figures, strict=True):
         values = [row["name"], f"{row['parameters']:,}", *(f"{row['psnr'][cell]:.{decimals}f}" for cell in cells)]
-        values += [f"{row['seconds']:.0f}", f"{to_teacher:.{decimals}f}", verdict]
+        values += [f"{row['seconds']:.0f}", "-" if to_teacher is None else f"{to_teacher:.{decimals}f}", verdict]
         values += [f"{val:.3f}"] if validated else []
         if "latency_ms" in row:
             values += [f"{row['latency_ms']:.0f}", f"{row['latency_vs_teacher']:.2f}"]
@@ -212,9 +218,9 @@ def table(rows: list[dict[str, Any]], out: Path, decimals: int = 2) -> str:
 
 
 def write(out: Path, host: str, rows: list[dict[str, Any]], decimals: int = 2) -> None:
+    text = f"{table(rows, out, decimals)}\n\n{host}\n"  # first: a table that fails to render writes nothing
     out.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"host": host, "decimals": decimals, "rows": rows}, indent=2))
-    text = f"{table(rows, out, decimals)}\n\n{host}\n"
     out.with_suffix(".md").write_text(text)
     print(text)
 
@@ -252,14 +258,30 @@ def main() -> None:
     parser.add_argument("--vary", type=vary, help="variants: KEY=V1,V2,... one row per value")
     args = parser.parse_args()
     if args.mode == "table":
-        saved = json.loads(args.out.with_suffix(".json").read_text())
-        write(args.out, saved["host"], saved["rows"], saved.get("decimals", 2))
+        retable(parser, args.out)
         return
     args.test = args.test or [SHARED / "datasets" / "Set5", SHARED / "datasets" / "Set14"]
     check(parser, args)
     run = {"ablation": ablation, "ranks": ranks, "variants": variants}[args.mode]
     host = f"{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     write(args.out, host, run(args), decimals=3 if args.mode == "variants" else 2)
+
+
+def retable(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Rewrite ``OUT.md`` from ``OUT.json``; print only, when the rows' step figures are gone."""
+    try:
+        saved = json.loads(out.with_suffix(".json").read_text())
+        rows, host, decimals = saved["rows"], saved["host"], saved.get("decimals", 2)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        parser.error(f"{out.with_suffix('.json')}: not a table of this benchmark ({error})")
+    text = f"{table(rows, out, decimals)}\n\n{host}\n"
+    print(text)
+    missing = [row["name"] for row in rows if step_figures(out, row)[0] is None]
+    if missing:  # the committed OUT.md has them: keep it
+        print(f"{out.with_suffix('.md')} left as it is: no last-step figures for {', '.join(missing)} "
+              f"(older rows keep them in {out}/<row>/compression.json)", file=sys.stderr)  # fmt: skip
+        return
+    out.with_suffix(".md").write_text(text)
 
 
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
