@@ -190,11 +190,19 @@ class DistillLoss(Config):
         description="weigh each patch's output MSE by (teacher's MSE to HR at its scale) ** -scale_balance: "
         "0 counts every patch alike, 1 makes a dB at x2 count as much as a dB at x4",
     )
+    teacher_views: Literal[1, 2, 4, 8] = Field(
+        1,
+        description="the teacher's output is its mean over this many flips of the input (1: itself; 2: + a "
+        "horizontal flip; 4: + vertical and both; 8: + the transposes): a target above the teacher, "
+        "for views-1 more teacher passes per step",
+    )
 
     @model_validator(mode="after")
     def _some_loss(self) -> DistillLoss:
         if self.teacher + self.label + self.feature <= 0:
             raise ValueError("at least one of teacher, label, feature must be > 0")
+        if self.feature > 0 and self.teacher_views > 1:  # block features of a mean of passes mean nothing
+            raise ValueError("feature > 0 needs teacher_views 1 (features are compared pass by pass)")
         return self
 
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from asymsr.data.patches import read_manifest
 from asymsr.nn.checkpoint import load_checkpoint, model_from_checkpoint, model_payload, save_checkpoint
 from asymsr.nn.devices import resolve_device
+from asymsr.nn.ensemble import with_views
 from asymsr.nn.factorize import closed_form
 from asymsr.nn.models import VDSR
 from asymsr.schema.params import CompressConfig, TrainConfig
@@ -62,6 +63,12 @@ class Job:
     @cached_property
     def finetune(self) -> TrainConfig:
         return self.config.finetune_config(channels=self.teacher.channels, depth=self.teacher.depth)
+
+    @cached_property
+    def target(self) -> nn.Module:
+        """What the student is taught and judged against: the teacher, or its self-ensemble
+        (``loss.teacher_views``)."""
+        return with_views(self.teacher, self.config.loss.teacher_views)
 
     @cached_property
     def judge(self) -> _Judge:
@@ -184,7 +191,7 @@ class _Judge:
             scales = np.load(job.patches / "scales.npy", mmap_mode="r")[chosen]
             weights = patch_weights(job.per_scale, torch.from_numpy(scales.astype(np.int64)))
         with torch.no_grad():
-            return cls(inputs, _batched(job.teacher, inputs, device), weights)
+            return cls(inputs, _batched(job.target, inputs, device), weights)
 
     @staticmethod
     def sample(job: Job, part: int) -> torch.Tensor:
@@ -212,7 +219,7 @@ def _rows(array: Path, chosen: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _batched(model: VDSR, inputs: torch.Tensor, device: torch.device, size: int = 64) -> torch.Tensor:
+def _batched(model: nn.Module, inputs: torch.Tensor, device: torch.device, size: int = 64) -> torch.Tensor:
     model = model.to(device).eval()
     return torch.cat([model(inputs[i : i + size].to(device)).cpu() for i in range(0, len(inputs), size)])
 

@@ -7,6 +7,10 @@ The loss mixes three mean squared errors with weights from ``compress.loss`` in 
 * ``feature``: each block's activation (after its ReLU) against the teacher's, averaged over
   the 19 blocks (FitNets-style hints; the student and teacher have the same widths there).
 
+With ``teacher_views`` > 1 the teacher's output is its self-ensemble over flipped inputs
+(:class:`asymsr.nn.ensemble.FlipEnsemble`), a target above the teacher itself: a student
+distilled from the plain teacher can at best match it.
+
 Test PSNR is a log of the error, and the teacher's error at x2 is about 0.28 of its error at
 x4 (on the 291 images), so a plain mean over mixed-scale patches spends the fine-tuning on x3
 and x4 (measured: 300 steps improved Set5 x4 by 0.05 dB and left x2 where the refit put it). ``scale_balance``
@@ -21,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from asymsr.nn.ensemble import with_views
 from asymsr.nn.models import VDSR
 from asymsr.schema.params import DistillLoss
 from asymsr.training.loop import Objective
@@ -89,6 +94,7 @@ class Distillation(Objective):
     ) -> None:
         super().__init__(criterion)
         self.teacher = teacher.eval().requires_grad_(False)
+        self.target = with_views(self.teacher, weights.teacher_views)  # the teacher itself for 1 view
         self.weights = weights
         self.per_scale = per_scale
         self.student_blocks = _Recorder(block_outputs(student)) if weights.feature > 0 else None
@@ -102,7 +108,7 @@ class Distillation(Objective):
             recorder.active = True
         try:
             with torch.no_grad():  # the teacher runs only when a loss term needs it
-                target = self.teacher(inputs) if self.weights.teacher > 0 or self.weights.feature > 0 else None
+                target = self.target(inputs) if self.weights.teacher > 0 or self.weights.feature > 0 else None
             output = network(inputs).float()
         finally:
             for recorder in recorders:
@@ -134,6 +140,8 @@ class Distillation(Objective):
 
     def key(self) -> dict[str, Any]:
         key = {"kind": "distillation", **self.weights.model_dump(mode="json")}
+        if key["teacher_views"] == 1:  # as before the option existed, so older checkpoints still resume
+            del key["teacher_views"]
         if self.per_scale is not None:  # derived from data and teacher; a resume must not change them
             key["per_scale"] = {str(scale): round(weight, 9) for scale, weight in sorted(self.per_scale.items())}
         return key

@@ -155,3 +155,27 @@ def test_initial_weights_have_the_documented_spread():
     for column, row in zip(asym[1:-1:2], asym[2:-1:2], strict=True):
         assert float(column.std()) == pytest.approx(math.sqrt(1 / (3 * 64)), rel=0.1)
         assert float(row.std()) == pytest.approx(math.sqrt(2 / (3 * 64)), rel=0.1)
+
+
+def test_flip_ensemble_is_the_mean_over_the_views_mapped_back():
+    from asymsr.nn.ensemble import FlipEnsemble, with_views
+
+    torch.manual_seed(0)
+    model = build("vdsr", depth=3, channels=4).eval()
+    x = torch.rand(2, 1, 7, 9)
+    flips = [(), (3,), (2,), (2, 3)]
+
+    def view(dims, transposed):
+        y = x.transpose(2, 3) if transposed else x
+        y = model(y.flip(dims) if dims else y)
+        y = y.flip(dims) if dims else y
+        return y.transpose(2, 3) if transposed else y
+
+    with torch.no_grad():
+        for count in (1, 2, 4, 8):
+            expected = sum(view(flips[i % 4], i >= 4) for i in range(count)) / count
+            assert torch.allclose(FlipEnsemble(model, count)(x), expected, atol=1e-6), count
+        assert torch.allclose(FlipEnsemble(torch.nn.Identity(), 8)(x), x, atol=1e-7)
+    assert with_views(model, 1) is model and isinstance(with_views(model, 2), FlipEnsemble)
+    with pytest.raises(ValueError, match="views must be one of"):
+        FlipEnsemble(model, 3)

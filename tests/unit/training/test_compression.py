@@ -165,10 +165,33 @@ def test_distillation_loss_is_the_weighted_sum(weights):
     feature = torch.stack([mse(s, t) for s, t in zip(features[:half], features[half:], strict=True)]).mean()
     expected = loss.teacher * mse(output, target) + loss.label * mse(output, labels) + loss.feature * feature
     assert torch.allclose(got, expected, rtol=1e-5)
-    assert objective.key() == {"kind": "distillation", **loss.model_dump()}
+    expected_key = {"kind": "distillation", **loss.model_dump()}
+    del expected_key["teacher_views"]  # one view: the key of checkpoints made before the option
+    assert objective.key() == expected_key
     with torch.no_grad():  # a pass outside a step (validation) is not recorded
         student(inputs)
     assert objective.student_blocks is None or objective.student_blocks.outputs == []
+
+
+def test_with_teacher_views_the_target_is_the_flip_mean_in_loss_and_judge(patch_folder, tmp_path):
+    big, student = teacher(2), build("asym_vdsr", depth=5, channels=16, rank=4)
+    loss = DistillLoss(teacher=1.0, teacher_views=2)
+    objective = Distillation(torch.nn.MSELoss(), big, student, loss)
+    inputs, labels = torch.rand(2, 1, 9, 11), torch.rand(2, 1, 9, 11)
+    got = objective(student, inputs, labels)
+    with torch.no_grad():
+        output, target = student(inputs), (big(inputs) + big(inputs.flip(3)).flip(3)) / 2
+        assert not torch.allclose(target, big(inputs), atol=1e-4)  # a random teacher is not flip-symmetric
+    assert torch.allclose(got, torch.nn.functional.mse_loss(output, target), rtol=1e-5)
+    assert objective.key()["teacher_views"] == 2  # a resume may not change the target
+    record = compress(job(patch_folder, tmp_path / "c", steps=0, loss={"teacher": 1.0, "teacher_views": 2}))
+    plain = compress(job(patch_folder, tmp_path / "d", steps=0))
+    assert record.history[0].name == "teacher" and record.history[0].teacher_mse > 0  # judged on the mean
+    assert plain.history[0].teacher_mse == 0.0 and record.loss["teacher_views"] == 2
+    with pytest.raises(ValueError, match="feature > 0 needs teacher_views 1"):
+        DistillLoss(feature=1.0, teacher_views=4)
+    with pytest.raises(ValueError, match="teacher_views"):
+        DistillLoss(teacher_views=3)
 
 
 def test_candidate_runs_are_distinct_and_exclude_the_reference():
