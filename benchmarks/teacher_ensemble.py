@@ -23,6 +23,7 @@ from asymsr.eval.evaluation import evaluate_folders, mean_scores
 from asymsr.eval.inference import predictor_for
 from asymsr.mlops.loading import load_teacher
 from asymsr.nn.ensemble import VIEWS, FlipEnsemble
+from asymsr.sr.scales import check_scale
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TEACHER_SHA256 = "610afbe725f0432d983297114fff114381569f0f886ff559db52f3d10f50d59c"
@@ -44,6 +45,10 @@ def main() -> None:
         parser.error(f"--views {args.views} / --scales {args.scales}: comma-separated integers")
     if any(v not in VIEWS for v in views):
         parser.error(f"--views {args.views}: each must be one of {VIEWS}")
+    try:
+        scales = [check_scale(scale) for scale in scales]  # as `asymsr evaluate` checks them, before any work
+    except ValueError as error:
+        parser.error(f"--scales {args.scales}: {error}")
     tests = args.test or [SHARED / "datasets" / "Set5", SHARED / "datasets" / "Set14"]
     for folder in tests:
         if not folder.is_dir():
